@@ -1,6 +1,14 @@
 //! Cellar's core: everything that is not HTTP, GraphQL or a binary's `main`.
 //!
 //! # Layout
+//! - [`config`]: configuration from the environment, shared by the binaries (clap groups).
+//! - [`db`]: connecting to the catalog database (creating it when missing) and migrating it.
+//! - [`queue`]: the Postgres job queue (enqueue, claim, heartbeat, fenced writes, rescue).
 //! - [`storage`]: the `Storage` trait, its backends and their conformance suite.
+//! - [`telemetry`]: tracing set-up (human or JSON logs).
 
+pub mod config;
+pub mod db;
+pub mod queue;
 pub mod storage;
+pub mod telemetry;

@@ -1,1 +1,122 @@
-//! placeholder
+//! Test support shared by Cellar's integration and end-to-end tests.
+//!
+//! # Layout
+//! - [`TestDb`]: a fresh database per test on the real Postgres, dropped afterwards.
+//! - [`wait_for`]: wait on a condition with a deadline (tests never sleep to wait).
+//! - [`shared_dir`]: where `../shared` (datasets, tools) is, or a loud skip.
+//! - `src/bin/`: small processes the tests start and kill (real child processes).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cellar_core::config::DbUrl;
+use sqlx::PgPool;
+
+/// The server tests run against: `CELLAR_TEST_PG` (an admin URL), default the local Postgres.
+pub fn admin_url() -> DbUrl {
+    std::env::var("CELLAR_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        .parse()
+        .expect("CELLAR_TEST_PG must be a postgres:// URL")
+}
+
+/// A database created for one test and dropped (with FORCE) when this value is dropped.
+pub struct TestDb {
+    /// Its name, `cellar_t_<random>`.
+    pub name: String,
+    /// How to connect to it.
+    pub url: DbUrl,
+}
+
+impl TestDb {
+    /// A fresh empty database.
+    pub async fn empty() -> Self {
+        let name = format!(
+            "cellar_t_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        psql_admin(&format!("CREATE DATABASE \"{name}\""));
+        let url = admin_url().with_database(&name);
+        Self { name, url }
+    }
+
+    /// A fresh database with Cellar's migrations applied, and a pool on it.
+    pub async fn catalog() -> (Self, PgPool) {
+        let db = Self::empty().await;
+        let pool = cellar_core::db::connect_and_migrate(&db.url, 40)
+            .await
+            .expect("migrate");
+        (db, pool)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        psql_admin(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// Runs one SQL statement on the admin database with psql (synchronously: usable in Drop).
+pub fn psql_admin(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            admin_url().expose(),
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql must be installed");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls `cond` every 20 ms until it is true or `within` has passed; returns the time it took.
+/// Panics with `what` on timeout.
+pub async fn wait_for<F, Fut>(within: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The shared material (datasets, tools): `CELLAR_SHARED_DIR`, default `../shared` from the
+/// repository root. `None` (after a loud message) when it is missing, except under CI, where
+/// its absence is an error.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var("CELLAR_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    if dir.join("datasets").is_dir() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "SKIP: shared material not found at {} (set CELLAR_SHARED_DIR)",
+        dir.display()
+    );
+    assert!(std::env::var("CI").is_err(), "{msg}: required under CI");
+    eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    None
+}

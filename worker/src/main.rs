@@ -1,1 +1,46 @@
-fn main() {}
+//! `cellar-worker`: claims and runs jobs until SIGINT or SIGTERM, then shuts down gracefully.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use cellar_core::config::CatalogArgs;
+use cellar_worker::{Worker, WorkerConfig};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Cellar's worker process. Run as many as you like against one catalog database.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    #[command(flatten)]
+    worker: WorkerConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    cellar_core::telemetry::init();
+    let args = Args::parse();
+    let conns = (args.worker.concurrency as u32 + 4).max(8);
+    let pool = cellar_core::db::connect_and_migrate(&args.catalog.database_url, conns)
+        .await
+        .context("while opening the catalog database")?;
+    let mut worker = Worker::new(pool, args.worker);
+    cellar_worker::handlers::register_all(&mut worker);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    Arc::new(worker).run(shutdown).await;
+    Ok(())
+}
+
+async fn signal_shutdown(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested: no new jobs; running jobs get the grace period");
+    token.cancel();
+}

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-
 /// A validated object name: `/`-separated segments of `[A-Za-z0-9._-]`, no empty, `.` or `..`
 /// segment, no leading `/`, at most 512 bytes. Backends may map it straight to a path: it cannot
 /// escape the storage root.
@@ -40,7 +39,9 @@ impl ObjectKey {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
             {
-                return Err(bad("only ASCII letters, digits, '.', '_' and '-' are allowed"));
+                return Err(bad(
+                    "only ASCII letters, digits, '.', '_' and '-' are allowed",
+                ));
             }
         }
         Ok(Self(name))
@@ -145,8 +146,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Streams a whole object.
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream, StorageError>;
     /// Streams the bytes `range` of an object (clamped to its end).
-    async fn get_range(&self, key: &ObjectKey, range: Range<u64>)
-    -> Result<ByteStream, StorageError>;
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<ByteStream, StorageError>;
     /// Size of an object.
     async fn stat(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError>;
     /// Every object whose name starts with `prefix`, sorted by name.
