@@ -3,7 +3,8 @@
 //! Modelled on restic's backend interface: save (streaming, through an [`ObjectWriter`]), load
 //! (whole or a byte range), stat, list, remove. Errors say where they were born whether a retry
 //! can help ([`StorageError::is_transient`]). One conformance suite
-//! ([`conformance`]) runs against every backend.
+//! (`conformance`, built for tests and with the `conformance` feature) runs against every
+//! backend.
 
 use std::fmt;
 use std::ops::Range;
@@ -13,6 +14,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 
 /// A validated object name: `/`-separated segments of `[A-Za-z0-9._-]`, no empty, `.` or `..`
 /// segment, no leading `/`, at most 512 bytes. Backends may map it straight to a path: it cannot
@@ -40,7 +43,9 @@ impl ObjectKey {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
             {
-                return Err(bad("only ASCII letters, digits, '.', '_' and '-' are allowed"));
+                return Err(bad(
+                    "only ASCII letters, digits, '.', '_' and '-' are allowed",
+                ));
             }
         }
         Ok(Self(name))
@@ -145,8 +150,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Streams a whole object.
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream, StorageError>;
     /// Streams the bytes `range` of an object (clamped to its end).
-    async fn get_range(&self, key: &ObjectKey, range: Range<u64>)
-    -> Result<ByteStream, StorageError>;
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<ByteStream, StorageError>;
     /// Size of an object.
     async fn stat(&self, key: &ObjectKey) -> Result<ObjectInfo, StorageError>;
     /// Every object whose name starts with `prefix`, sorted by name.
