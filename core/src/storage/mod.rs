@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod local;
+
+pub use local::LocalStorage;
 
 /// A validated object name: `/`-separated segments of `[A-Za-z0-9._-]`, no empty, `.` or `..`
 /// segment, no leading `/`, at most 512 bytes. Backends may map it straight to a path: it cannot
