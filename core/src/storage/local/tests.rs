@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::fs::io_error;
 use super::*;
 use crate::storage::conformance;
+use crate::storage::retry::{RetryPolicy, Retrying};
 
 fn setup() -> (tempfile::TempDir, LocalStorage) {
     let dir = tempfile::tempdir().unwrap();
@@ -31,6 +32,12 @@ async fn conformance_suite_passes() {
     let (_dir, s) = setup();
     conformance::run_all(&s, "suite").await;
     assert_eq!(temp_files(&s), 0, "no temp file survives the suite");
+}
+
+#[tokio::test]
+async fn conformance_suite_passes_through_the_retry_wrapper() {
+    let (_dir, s) = setup();
+    conformance::run_all(&Retrying::new(s, RetryPolicy::default()), "suite").await;
 }
 
 #[tokio::test]
