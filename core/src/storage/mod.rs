@@ -3,7 +3,8 @@
 //! Modelled on restic's backend interface: save (streaming, through an [`ObjectWriter`]), load
 //! (whole or a byte range), stat, list, remove. Errors say where they were born whether a retry
 //! can help ([`StorageError::is_transient`]). One conformance suite
-//! ([`conformance`]) runs against every backend.
+//! (`conformance`, built for tests and with the `conformance` feature) runs against every
+//! backend; extra behaviour comes from wrappers ([`Retrying`]).
 
 use std::fmt;
 use std::ops::Range;
@@ -12,6 +13,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod local;
+pub mod retry;
+
+pub use local::LocalStorage;
+pub use retry::{RetryPolicy, Retrying};
 
 /// A validated object name: `/`-separated segments of `[A-Za-z0-9._-]`, no empty, `.` or `..`
 /// segment, no leading `/`, at most 512 bytes. Backends may map it straight to a path: it cannot
