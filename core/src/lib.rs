@@ -5,10 +5,14 @@
 //! - [`db`]: connecting to the catalog database (creating it when missing) and migrating it.
 //! - [`queue`]: the Postgres job queue (enqueue, claim, heartbeat, fenced writes, rescue).
 //! - [`storage`]: the `Storage` trait, its backends and their conformance suite.
+//! - [`format`]: the backup format: segments, gzip, AES-256-GCM frames, keys, the manifest.
+//! - [`dump`]: reading a source database at one snapshot: schema, parallel COPY, sequences.
 //! - [`telemetry`]: tracing set-up (human or JSON logs).
 
 pub mod config;
 pub mod db;
+pub mod dump;
+pub mod format;
 pub mod queue;
 pub mod storage;
 pub mod telemetry;
