@@ -1,7 +1,9 @@
 //! The snapshot holds: data connections see the instant of the export, whatever happens after;
 //! ctid-split copies see exactly the rows of a whole-table copy; cancellation stops cleanly.
 
-use cellar_core::dump::{DataConn, DumpError, Snapshot, plan_copy};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cellar_core::dump::{CopyProgress, DataConn, DumpError, Snapshot, plan_copy};
 use tokio::sync::mpsc;
 
 use crate::common::{TestDb, copy_all, copy_one, lines_by_table};
@@ -132,5 +134,44 @@ async fn bad_snapshot_ids_are_refused_before_sql() {
     assert!(
         err.to_string().contains("importing the backup's snapshot"),
         "{err}"
+    );
+}
+
+/// Sums what [`CopyProgress`] reports.
+#[derive(Default)]
+struct Totals {
+    calls: AtomicU64,
+    rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl CopyProgress for Totals {
+    fn advance(&self, _task: usize, rows: u64, bytes: u64) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test]
+async fn progress_is_reported_per_buffer_and_adds_up() {
+    let db = TestDb::create();
+    db.exec("CREATE TABLE t AS SELECT g AS id, repeat('y', 100) AS pad FROM generate_series(1, 30000) g").await;
+    let mut snap = Snapshot::open(&db.url).await.unwrap();
+    let tasks = plan_copy(&snap.list_tables(None).await.unwrap(), u64::MAX);
+    let mut conn = DataConn::connect(&db.url, snap.id()).await.unwrap();
+    let (tx, mut rx) = mpsc::channel(4);
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let totals = Totals::default();
+    let stats = conn.copy(&tasks[0], tx, &totals).await.unwrap();
+    drain.await.unwrap();
+    assert_eq!(stats.rows, 30000);
+    assert_eq!(
+        (totals.rows.into_inner(), totals.bytes.into_inner()),
+        (stats.rows, stats.bytes)
+    );
+    assert!(
+        totals.calls.into_inner() >= 3,
+        "about one call per MiB of ~3.3 MB"
     );
 }
