@@ -47,9 +47,10 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Every relation whose definition a selective schema dump needs: the selected tables and,
-    /// for a partitioned table, every member of its partition tree (pg_dump 15 `-t` does not
-    /// follow partitions by itself).
+    /// Every relation whose definition a selective schema dump needs: the selected tables, every
+    /// member of a selected partitioned table's tree (pg_dump 15 `-t` does not follow partitions
+    /// by itself), and the partitioning or inheritance ancestors of all of them (a child's DDL
+    /// refers to its parent). Only selected tables and partition leaves have their rows copied.
     pub fn relations(&self) -> &[TableName] {
         &self.relations
     }
@@ -117,6 +118,8 @@ impl Snapshot {
             }
             relations.insert(found.clone());
         }
+        let selected: Vec<Oid> = plain.iter().chain(&partitioned).copied().collect();
+        self.add_ancestors(&selected, &mut relations).await?;
         self.expand_partitions(&partitioned, &mut plain, &mut relations)
             .await?;
         plain.sort_by_key(|o| o.0);
@@ -125,6 +128,32 @@ impl Snapshot {
             data_oids: plain,
             relations: relations.into_iter().collect(),
         })
+    }
+
+    /// Adds the partitioning and inheritance ancestors of `oids` to `relations`: pg_dump emits
+    /// `ATTACH PARTITION` or `INHERITS` for a selected child, so restore needs its parents'
+    /// definitions (their rows are not copied unless selected too).
+    async fn add_ancestors(
+        &mut self,
+        oids: &[Oid],
+        relations: &mut BTreeSet<TableName>,
+    ) -> Result<()> {
+        let rows = sqlx::query!(
+            r#"WITH RECURSIVE up(oid) AS (
+                   SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = ANY ($1::oid[])
+                   UNION
+                   SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.oid)
+               SELECT n.nspname AS "schema!", c.relname AS "name!"
+               FROM up JOIN pg_class c ON c.oid = up.oid JOIN pg_namespace n ON n.oid = c.relnamespace"#,
+            oids as &[Oid]
+        )
+        .fetch_all(&mut self.conn)
+        .await
+        .map_err(DumpError::query("finding the parents of selected tables"))?;
+        for r in rows {
+            relations.insert(TableName::new(r.schema, r.name)?);
+        }
+        Ok(())
     }
 
     /// Adds the leaves of the partitioned tables `roots` to `leaves`, and every tree member to

@@ -165,7 +165,7 @@ pub fn copy_statement(task: &CopyTask) -> String {
 }
 
 /// Snapshot ids look like `00000003-0000001B-1`; anything else never reaches SQL.
-fn check_snapshot_id(id: &str) -> Result<()> {
+pub(super) fn check_snapshot_id(id: &str) -> Result<()> {
     let ok =
         !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     ok.then_some(())

@@ -9,7 +9,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::catalog::Selection;
-use super::copy::BUFFER_BYTES;
+use super::copy::{BUFFER_BYTES, check_snapshot_id};
 use super::error::{DumpError, Result, redact_text, redact_url};
 
 /// How much of pg_dump's stderr goes into an error message.
@@ -70,6 +70,7 @@ impl PgDump {
         selection: Option<&Selection>,
         tx: mpsc::Sender<Bytes>,
     ) -> Result<u64> {
+        check_snapshot_id(snapshot_id)?;
         let (url, password) = split_password(source_url);
         let mut cmd = Command::new(&self.program);
         cmd.args(["--schema-only", "--format=custom", "--no-password"]);

@@ -161,6 +161,7 @@ async fn a_partitioned_parent_in_a_selection_expands_to_its_leaves() {
         ])
         .await
         .unwrap();
+    // dog's rows but not animal's; animal's definition though, which dog's INHERITS needs.
     let names: Vec<String> = snap
         .list_tables(Some(&selection))
         .await
@@ -185,6 +186,7 @@ async fn a_partitioned_parent_in_a_selection_expands_to_its_leaves() {
     assert_eq!(
         relations,
         [
+            "public.animal",
             "public.dog",
             "public.meas",
             "public.meas_2023",
@@ -193,6 +195,19 @@ async fn a_partitioned_parent_in_a_selection_expands_to_its_leaves() {
             "public.meas_2024_rest"
         ]
     );
+    // A lone leaf brings its parents' definitions (for ATTACH PARTITION), not their rows.
+    let leaf = TableName::parse("meas_2024_a").unwrap();
+    let selection = snap.resolve_selection(&[leaf]).await.unwrap();
+    let relations: Vec<String> = selection
+        .relations()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        relations,
+        ["public.meas", "public.meas_2024", "public.meas_2024_a"]
+    );
+    assert_eq!(snap.list_tables(Some(&selection)).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -5,4 +5,5 @@ mod bench;
 mod catalog;
 mod common;
 mod consistency;
+mod errors;
 mod pagila;
