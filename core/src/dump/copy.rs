@@ -1,0 +1,253 @@
+//! Data connections: each imports the snapshot and streams tasks with `COPY ... TO STDOUT`.
+//!
+//! PostgreSQL sends one CopyData message per row; passing those on one by one costs more than the
+//! copy itself (see shared/notes/performance.md). So messages are gathered into ~1 MiB buffers:
+//!
+//! ```text
+//! for each message: append to buffer
+//!     if buffer >= 1 MiB: rows += count of '\n'; send buffer; report progress
+//! at the end: send the rest, report it
+//! ```
+
+use bytes::{Bytes, BytesMut};
+use futures::TryStreamExt;
+use sqlx::PgConnection;
+use tokio::sync::mpsc;
+
+use super::error::{DumpError, Result, redact_url};
+use super::ident::quote_ident;
+use super::plan::CopyTask;
+use super::snapshot::connect;
+
+/// Size of the buffers sent on: big enough to make per-send costs vanish, small enough that a
+/// few of them in flight per connection keep memory flat.
+pub const BUFFER_BYTES: usize = 1024 * 1024;
+
+/// What one task copied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Rows (text-format lines; embedded newlines are escaped as `\n`, so lines are rows).
+    pub rows: u64,
+    /// Bytes of COPY text.
+    pub bytes: u64,
+}
+
+/// Receives progress at buffer granularity. Amounts are increments since the previous call, so
+/// one implementation can sum them over parallel tasks. `()` ignores them.
+pub trait CopyProgress: Send + Sync {
+    /// `rows` and `bytes` more of task `task_index` were handed on.
+    fn advance(&self, task_index: usize, rows: u64, bytes: u64);
+}
+
+impl CopyProgress for () {
+    fn advance(&self, _: usize, _: u64, _: u64) {}
+}
+
+/// A connection inside the backup's snapshot, with row security off. Use one per job; after an
+/// error it refuses further work (a COPY interrupted half-way leaves the protocol mid-stream).
+pub struct DataConn {
+    conn: PgConnection,
+    broken: bool,
+}
+
+impl DataConn {
+    /// Connects and imports `snapshot_id`: `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+    /// SET TRANSACTION SNAPSHOT '<id>'; SET row_security = off`.
+    #[tracing::instrument(skip_all, fields(url = %redact_url(source_url), snapshot = snapshot_id))]
+    pub async fn connect(source_url: &str, snapshot_id: &str) -> Result<Self> {
+        check_snapshot_id(snapshot_id)?;
+        let mut conn = connect(source_url, "cellar backup copy").await?;
+        let sql = format!(
+            "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
+             SET row_security = off; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             SET TRANSACTION SNAPSHOT '{snapshot_id}'"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .map_err(DumpError::query("importing the backup's snapshot"))?;
+        Ok(Self {
+            conn,
+            broken: false,
+        })
+    }
+
+    /// Streams `task` into `tx` in ~1 MiB buffers; the channel closes when this returns. If the
+    /// receiver goes away, stops with [`DumpError::Cancelled`].
+    #[tracing::instrument(skip_all, fields(task = task.index, table = %task.table.name, part = task.part))]
+    pub async fn copy(
+        &mut self,
+        task: &CopyTask,
+        tx: mpsc::Sender<Bytes>,
+        progress: &dyn CopyProgress,
+    ) -> Result<CopyStats> {
+        if self.broken {
+            return Err(DumpError::ConnectionBroken);
+        }
+        self.broken = true;
+        let stats = self.stream(task, &tx, progress).await?;
+        self.broken = false;
+        tracing::debug!(rows = stats.rows, bytes = stats.bytes, "task copied");
+        Ok(stats)
+    }
+
+    async fn stream(
+        &mut self,
+        task: &CopyTask,
+        tx: &mpsc::Sender<Bytes>,
+        progress: &dyn CopyProgress,
+    ) -> Result<CopyStats> {
+        let copy_err = |source| DumpError::Copy {
+            table: task.table.name.to_string(),
+            source,
+        };
+        let mut stream = self
+            .conn
+            .copy_out_raw(&copy_statement(task))
+            .await
+            .map_err(copy_err)?;
+        let mut stats = CopyStats::default();
+        let mut buf = BytesMut::with_capacity(BUFFER_BYTES + 64 * 1024);
+        while let Some(message) = stream.try_next().await.map_err(copy_err)? {
+            buf.extend_from_slice(&message);
+            if buf.len() >= BUFFER_BYTES {
+                send(&mut buf, tx, task.index, &mut stats, progress).await?;
+            }
+        }
+        if !buf.is_empty() {
+            send(&mut buf, tx, task.index, &mut stats, progress).await?;
+        }
+        Ok(stats)
+    }
+}
+
+/// Hands the buffer on and counts it.
+async fn send(
+    buf: &mut BytesMut,
+    tx: &mpsc::Sender<Bytes>,
+    task: usize,
+    stats: &mut CopyStats,
+    progress: &dyn CopyProgress,
+) -> Result<()> {
+    let chunk = buf.split().freeze();
+    let rows = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+    let bytes = chunk.len() as u64;
+    tx.send(chunk).await.map_err(|_| DumpError::Cancelled)?;
+    stats.rows += rows;
+    stats.bytes += bytes;
+    progress.advance(task, rows, bytes);
+    buf.reserve(BUFFER_BYTES + 64 * 1024);
+    Ok(())
+}
+
+/// The COPY for a task. A whole table uses `COPY t (cols) TO STDOUT`, which reads only the
+/// table's own rows (never its children's); a page range needs the query form, with `FROM ONLY`
+/// so inheritance children are not read twice.
+pub fn copy_statement(task: &CopyTask) -> String {
+    let table = &task.table;
+    let cols: Vec<String> = table.columns.iter().map(|c| quote_ident(c)).collect();
+    let cols = cols.join(", ");
+    let Some(range) = task.range else {
+        // No column list at all when every column is generated or the table has none.
+        return match cols.is_empty() {
+            true => format!("COPY {} TO STDOUT", table.name.quoted()),
+            false => format!("COPY {} ({cols}) TO STDOUT", table.name.quoted()),
+        };
+    };
+    let mut filter = format!("ctid >= '({},0)'::tid", range.start);
+    if let Some(end) = range.end {
+        filter.push_str(&format!(" AND ctid < '({end},0)'::tid"));
+    }
+    format!(
+        "COPY (SELECT {cols} FROM ONLY {} WHERE {filter}) TO STDOUT",
+        table.name.quoted()
+    )
+}
+
+/// Snapshot ids look like `00000003-0000001B-1`; anything else never reaches SQL.
+pub(super) fn check_snapshot_id(id: &str) -> Result<()> {
+    let ok =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    ok.then_some(())
+        .ok_or_else(|| DumpError::InvalidSnapshotId(id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::dump::plan::PageRange;
+    use crate::dump::{TableInfo, TableName};
+
+    fn task(columns: &[&str], range: Option<PageRange>) -> CopyTask {
+        let table = TableInfo {
+            name: TableName::new("S", "t\"x").unwrap(),
+            oid: 1,
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            has_children: true,
+            is_partition: false,
+            unlogged: false,
+            relpages: 0,
+            size_bytes: 0,
+            row_estimate: None,
+            row_security: false,
+            force_row_security: false,
+            owned_by_role: false,
+        };
+        CopyTask {
+            index: 0,
+            table: Arc::new(table),
+            range,
+            part: 0,
+            parts: 1,
+            estimated_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn whole_tables_use_plain_copy_with_quoted_columns() {
+        assert_eq!(
+            copy_statement(&task(&["a", "B c"], None)),
+            r#"COPY "S"."t""x" ("a", "B c") TO STDOUT"#
+        );
+        assert_eq!(
+            copy_statement(&task(&[], None)),
+            r#"COPY "S"."t""x" TO STDOUT"#
+        );
+    }
+
+    #[test]
+    fn ranges_use_a_tid_range_query_from_only() {
+        let closed = task(
+            &["a"],
+            Some(PageRange {
+                start: 10,
+                end: Some(20),
+            }),
+        );
+        assert_eq!(
+            copy_statement(&closed),
+            r#"COPY (SELECT "a" FROM ONLY "S"."t""x" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT"#
+        );
+        let open = task(
+            &[],
+            Some(PageRange {
+                start: 20,
+                end: None,
+            }),
+        );
+        assert_eq!(
+            copy_statement(&open),
+            r#"COPY (SELECT  FROM ONLY "S"."t""x" WHERE ctid >= '(20,0)'::tid) TO STDOUT"#
+        );
+    }
+
+    #[test]
+    fn snapshot_ids_are_checked() {
+        assert!(check_snapshot_id("00000003-0000001B-1").is_ok());
+        for bad in ["", "1'; DROP TABLE x; --", "abc def", &"1".repeat(65)] {
+            assert!(check_snapshot_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}
