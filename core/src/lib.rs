@@ -1,6 +1,7 @@
 //! Cellar's core: everything that is not HTTP, GraphQL or a binary's `main`.
 //!
 //! # Layout
+//! - [`backup`]: taking and verifying backups: orchestration over dump, format and storage.
 //! - [`config`]: configuration from the environment, shared by the binaries (clap groups).
 //! - [`db`]: connecting to the catalog database (creating it when missing) and migrating it.
 //! - [`queue`]: the Postgres job queue (enqueue, claim, heartbeat, fenced writes, rescue).
@@ -9,6 +10,7 @@
 //! - [`dump`]: reading a source database at one snapshot: schema, parallel COPY, sequences.
 //! - [`telemetry`]: tracing set-up (human or JSON logs).
 
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod dump;

@@ -1,6 +1,11 @@
-//! The job kinds this worker runs.
+//! The job kinds this worker runs: thin adapters from the queue's `JobContext` to core.
 
-use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cellar_core::backup::{self, BackupEnv, BackupError, BackupId, Progress, ProgressReport};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 use crate::runtime::Worker;
 use crate::{JobContext, JobError, JobOutput};
@@ -10,9 +15,111 @@ use crate::{JobContext, JobError, JobOutput};
 pub const PING: &str = "ping";
 
 /// Registers every production handler.
-pub fn register_all(w: &mut Worker) {
+pub fn register_all(w: &mut Worker, env: BackupEnv) {
     let id = w.id();
     w.register(PING, move |_ctx: JobContext| async move {
         Ok::<JobOutput, JobError>(Some(json!({ "worker": id })))
     });
+    let env = Arc::new(env);
+    let e = Arc::clone(&env);
+    w.register(backup::JOB_BACKUP, move |ctx| {
+        run_backup(Arc::clone(&e), ctx)
+    });
+    w.register(backup::JOB_VERIFY, move |ctx| {
+        run_verify(Arc::clone(&env), ctx)
+    });
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BackupArgs {
+    backup_id: String,
+}
+
+fn backup_id(ctx: &JobContext) -> Result<BackupId, JobError> {
+    let a: BackupArgs = ctx.args()?;
+    a.backup_id.parse().map_err(JobError::Permanent)
+}
+
+fn job_error(e: BackupError) -> JobError {
+    match e {
+        BackupError::Permanent(m) => JobError::Permanent(m),
+        BackupError::Transient(m) => JobError::Retry(m),
+        BackupError::Cancelled => JobError::Cancelled,
+    }
+}
+
+/// Keeps the latest report; a ticker writes it to the job row at most four times a second.
+#[derive(Default)]
+struct Latest(Mutex<Option<ProgressReport>>);
+
+impl Progress for Latest {
+    fn report(&self, r: ProgressReport) {
+        *self.0.lock().expect("progress lock") = Some(r);
+    }
+}
+
+/// Runs `work` while publishing its progress.
+async fn with_progress<T>(
+    ctx: &JobContext,
+    latest: &Latest,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let ticker = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let next = latest.0.lock().expect("progress lock").take();
+            if let Some(r) = next {
+                let _ = ctx
+                    .progress_now(serde_json::to_value(r).unwrap_or(Value::Null))
+                    .await;
+            }
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        _ = ticker => unreachable!("the ticker never ends"),
+    }
+}
+
+async fn run_backup(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {
+    let id = backup_id(&ctx)?;
+    let latest = Latest::default();
+    let done = with_progress(
+        &ctx,
+        &latest,
+        backup::run::take(&env, &id, &latest, &ctx.cancel),
+    )
+    .await
+    .map_err(job_error)?;
+    let row = backup::catalog::get(&env.pool, &id)
+        .await
+        .map_err(|e| JobError::Retry(e.to_string()))?;
+    let mut out = json!({ "backupId": id.as_str(), "storedBytes": done.stored_bytes, "rows": done.total_rows });
+    if row.is_some_and(|r| r.verify_after) {
+        let v = with_progress(&ctx, &latest, backup::verify::verify(&env, &id, &latest))
+            .await
+            .map_err(job_error)?;
+        out["verification"] = json!(v.status);
+        if !v.is_valid() {
+            return Err(JobError::Permanent(format!(
+                "backup {id} failed verification: {:?}",
+                v.failures
+            )));
+        }
+    }
+    ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
+        .await?;
+    Ok(Some(out))
+}
+
+async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {
+    let id = backup_id(&ctx)?;
+    let latest = Latest::default();
+    let v = with_progress(&ctx, &latest, backup::verify::verify(&env, &id, &latest))
+        .await
+        .map_err(job_error)?;
+    ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
+        .await?;
+    Ok(Some(serde_json::to_value(v).unwrap_or(Value::Null)))
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use cellar_core::backup::BackupSettings;
 use cellar_core::config::CatalogArgs;
 use cellar_worker::{Worker, WorkerConfig};
 use clap::Parser;
@@ -16,6 +17,8 @@ struct Args {
     catalog: CatalogArgs,
     #[command(flatten)]
     worker: WorkerConfig,
+    #[command(flatten)]
+    backup: BackupSettings,
 }
 
 #[tokio::main]
@@ -26,8 +29,13 @@ async fn main() -> anyhow::Result<()> {
     let pool = cellar_core::db::connect_and_migrate(&args.catalog.database_url, conns)
         .await
         .context("while opening the catalog database")?;
+    let env = args
+        .backup
+        .build(pool.clone(), &args.catalog.database_url)
+        .map_err(anyhow::Error::msg)
+        .context("while reading the backup settings")?;
     let mut worker = Worker::new(pool, args.worker);
-    cellar_worker::handlers::register_all(&mut worker);
+    cellar_worker::handlers::register_all(&mut worker, env);
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     Arc::new(worker).run(shutdown).await;

@@ -41,7 +41,9 @@ impl FromStr for BackupType {
             "weekly" => Ok(Self::Weekly),
             "monthly" => Ok(Self::Monthly),
             "safety" => Ok(Self::Safety),
-            _ => Err(format!("unknown backup type {s:?}: use manual, daily, weekly, monthly or safety")),
+            _ => Err(format!(
+                "unknown backup type {s:?}: use manual, daily, weekly, monthly or safety"
+            )),
         }
     }
 }
@@ -94,22 +96,45 @@ impl BackupId {
 impl FromStr for BackupId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let shown: String = s.chars().take(80).collect::<String>().escape_debug().to_string();
-        let bad = || format!("invalid backup id {shown:?}: expected cellar_backup_YYYY-MM-DD_HH-MM-SS_TYPE_HEX");
+        let shown: String = s
+            .chars()
+            .take(80)
+            .collect::<String>()
+            .escape_debug()
+            .to_string();
+        let bad = || {
+            format!(
+                "invalid backup id {shown:?}: expected cellar_backup_YYYY-MM-DD_HH-MM-SS_TYPE_HEX"
+            )
+        };
         let rest = s.strip_prefix("cellar_backup_").ok_or_else(bad)?;
         let parts: Vec<&str> = rest.split('_').collect();
-        let [date, time, kind, hex] = parts[..] else { return Err(bad()) };
+        let [date, time, kind, hex] = parts[..] else {
+            return Err(bad());
+        };
         let digits = |p: &str, shape: &str| {
             p.len() == shape.len()
-                && p.chars().zip(shape.chars()).all(|(c, f)| if f == '-' { c == '-' } else { c.is_ascii_digit() })
+                && p.chars().zip(shape.chars()).all(|(c, f)| {
+                    if f == '-' {
+                        c == '-'
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                })
         };
         let ok = digits(date, "dddd-dd-dd")
             && digits(time, "dd-dd-dd")
             && kind.parse::<BackupType>().is_ok()
             && kind.chars().all(|c| c.is_ascii_lowercase())
             && (4..=16).contains(&hex.len())
-            && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
-        if ok { Ok(Self(s.to_string())) } else { Err(bad()) }
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(bad())
+        }
     }
 }
 
@@ -140,7 +165,11 @@ mod tests {
     fn ids_round_trip_and_refuse_traversal() {
         let id = BackupId::generate(BackupType::Daily, Utc::now());
         assert_eq!(id.as_str().parse::<BackupId>().unwrap(), id);
-        assert!("cellar_backup_2026-11-26_10-30-00_daily_3f9a".parse::<BackupId>().is_ok());
+        assert!(
+            "cellar_backup_2026-11-26_10-30-00_daily_3f9a"
+                .parse::<BackupId>()
+                .is_ok()
+        );
         for bad in [
             "",
             "../etc/passwd",

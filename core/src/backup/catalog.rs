@@ -1,0 +1,218 @@
+//! The `backup` table: one row per backup, created in the same transaction as its job.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use super::{BackupId, BackupState, BackupType, JOB_BACKUP};
+use crate::format::{Manifest, ObjectDigest};
+use crate::queue::{self, Enqueued, NewJob};
+
+/// What a person asks for when creating a backup.
+#[derive(Clone, Debug, Default)]
+pub struct BackupRequest {
+    /// Why (manual unless a schedule fires).
+    pub backup_type: Option<BackupType>,
+    /// The source's name; `None` is the default source.
+    pub source: String,
+    /// Only these tables (`schema.name`), or everything.
+    pub tables: Option<Vec<String>>,
+    /// Verify right after the backup.
+    pub verify: bool,
+}
+
+/// A backup as the catalog knows it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRow {
+    pub id: String,
+    pub backup_type: BackupType,
+    pub state: BackupState,
+    pub source: String,
+    pub requested_tables: Option<Vec<String>>,
+    pub verify_after: bool,
+    pub job_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub key_id: Option<String>,
+    pub plain_bytes: Option<i64>,
+    pub stored_bytes: Option<i64>,
+    pub table_count: Option<i32>,
+    pub total_rows: Option<i64>,
+    pub tables: Option<Value>,
+    pub locations: Value,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+    pub verification: Option<Value>,
+}
+
+/// Creates the backup row and its job in one transaction. Returns the new id and the job.
+pub async fn create(
+    pool: &PgPool,
+    req: &BackupRequest,
+) -> Result<(BackupId, Enqueued), queue::QueueError> {
+    let kind = req.backup_type.unwrap_or(BackupType::Manual);
+    let id = BackupId::generate(kind, Utc::now());
+    let mut tx = pool.begin().await?;
+    let job = queue::enqueue(
+        &mut tx,
+        &NewJob::new(JOB_BACKUP, json!({ "backupId": id.as_str() })).with_max_attempts(3),
+    )
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO backup (id, backup_type, source, requested_tables, verify_after, job_id)
+           VALUES ($1, $2, $3, $4, $5, $6)"#,
+        id.as_str(),
+        kind as BackupType,
+        req.source,
+        req.tables.as_deref(),
+        req.verify,
+        job.id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((id, job))
+}
+
+/// Reads one backup.
+pub async fn get(pool: &PgPool, id: &BackupId) -> Result<Option<BackupRow>, sqlx::Error> {
+    sqlx::query_as!(
+        BackupRow,
+        r#"SELECT id, backup_type AS "backup_type: BackupType", state AS "state: BackupState",
+                  source, requested_tables, verify_after, job_id, created_at, completed_at, key_id,
+                  plain_bytes, stored_bytes, table_count, total_rows, tables, locations, warnings,
+                  error, verification
+           FROM backup WHERE id = $1"#,
+        id.as_str()
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// The newest backups first.
+pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<BackupRow>, sqlx::Error> {
+    sqlx::query_as!(
+        BackupRow,
+        r#"SELECT id, backup_type AS "backup_type: BackupType", state AS "state: BackupState",
+                  source, requested_tables, verify_after, job_id, created_at, completed_at, key_id,
+                  plain_bytes, stored_bytes, table_count, total_rows, tables, locations, warnings,
+                  error, verification
+           FROM backup ORDER BY created_at DESC, id DESC LIMIT $1"#,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// What a finished backup records in the catalog.
+#[derive(Clone, Debug, Serialize)]
+pub struct Completed {
+    pub key_id: String,
+    pub database: String,
+    pub server_version: String,
+    pub plain_bytes: u64,
+    pub stored_bytes: u64,
+    pub object_count: usize,
+    pub total_rows: u64,
+    pub manifest_blake3: String,
+    pub tables: Value,
+    pub warnings: Vec<String>,
+}
+
+impl Completed {
+    /// Sums a written manifest (and the KEY and MANIFEST objects' sizes).
+    pub fn from_manifest(
+        m: &Manifest,
+        key_id: &str,
+        manifest: &ObjectDigest,
+        key_size: u64,
+        warnings: Vec<String>,
+    ) -> Self {
+        let plain: u64 = m.objects.iter().map(|o| o.digest.plain_size).sum();
+        let stored: u64 = m.objects.iter().map(|o| o.digest.stored_size).sum();
+        let tables: Vec<Value> = m
+            .tables
+            .iter()
+            .map(|t| json!({"schema": t.schema, "name": t.name, "rows": t.rows}))
+            .collect();
+        Self {
+            key_id: key_id.to_string(),
+            database: m.source.database.clone(),
+            server_version: m.source.server_version.clone(),
+            plain_bytes: plain,
+            stored_bytes: stored + manifest.stored_size + key_size,
+            object_count: m.objects.len() + 2,
+            total_rows: m.tables.iter().map(|t| t.rows).sum(),
+            manifest_blake3: manifest.stored_blake3.clone(),
+            tables: Value::Array(tables),
+            warnings,
+        }
+    }
+}
+
+/// pending (or a retried running/failed attempt) -> running.
+pub async fn mark_running(pool: &PgPool, id: &BackupId) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE backup SET state = 'running', started_at = now(), error = NULL WHERE id = $1",
+        id.as_str()
+    )
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// running -> completed, with everything the manifest says.
+pub async fn mark_completed(
+    pool: &PgPool,
+    id: &BackupId,
+    c: &Completed,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE backup SET state = 'completed', completed_at = now(), key_id = $2,
+               database_name = $3, server_version = $4, plain_bytes = $5, stored_bytes = $6,
+               object_count = $7, table_count = $8, total_rows = $9, manifest_blake3 = $10,
+               tables = $11, warnings = $12, locations = jsonb_build_object('local', 'available')
+           WHERE id = $1"#,
+        id.as_str(),
+        c.key_id,
+        c.database,
+        c.server_version,
+        c.plain_bytes as i64,
+        c.stored_bytes as i64,
+        c.object_count as i32,
+        c.tables.as_array().map_or(0, Vec::len) as i32,
+        c.total_rows as i64,
+        c.manifest_blake3,
+        c.tables,
+        &c.warnings,
+    )
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// -> failed, with the reason (objects already removed).
+pub async fn mark_failed(pool: &PgPool, id: &BackupId, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE backup SET state = 'failed', completed_at = now(), error = $2, locations = '{}' WHERE id = $1",
+        id.as_str(),
+        error
+    )
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Stores a verification result.
+pub async fn set_verification(pool: &PgPool, id: &BackupId, v: &Value) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE backup SET verification = $2, verified_at = now() WHERE id = $1",
+        id.as_str(),
+        v
+    )
+    .execute(pool)
+    .await
+    .map(drop)
+}
