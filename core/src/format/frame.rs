@@ -58,21 +58,19 @@ impl FrameCipher {
     }
 
     /// The whole frame (length prefix + ciphertext) for segment `index`.
-    pub fn seal(&self, index: u64, last: bool, plain: Vec<u8>) -> Vec<u8> {
+    pub fn seal(&self, index: u64, last: bool, mut plain: Vec<u8>) -> Vec<u8> {
         assert!(index < 1 << 63, "segment index out of range");
-        let mut buf = Vec::with_capacity(4 + plain.len() + TAG_LEN);
         let len = u32::try_from(plain.len() + TAG_LEN).expect("segment below 2 GiB");
         assert!(len <= MAX_FRAME_LEN, "segment too large for a frame");
-        let prefix = if last { len | LAST_BIT } else { len };
-        buf.extend_from_slice(&prefix.to_be_bytes());
-        buf.extend_from_slice(&plain);
-        let mut body = buf.split_off(4);
         let n = nonce(self.object_no, index, last);
         self.cipher
-            .encrypt_in_place(Nonce::from_slice(&n), &self.aad, &mut body)
+            .encrypt_in_place(Nonce::from_slice(&n), &self.aad, &mut plain)
             .expect("AES-GCM encryption cannot fail below its size limit");
-        buf.extend_from_slice(&body);
-        buf
+        let prefix = if last { len | LAST_BIT } else { len };
+        let mut frame = Vec::with_capacity(4 + plain.len());
+        frame.extend_from_slice(&prefix.to_be_bytes());
+        frame.extend_from_slice(&plain);
+        frame
     }
 
     /// The plaintext of a parsed frame, or [`FormatError::Auth`].
@@ -205,6 +203,26 @@ impl FrameParser {
             last,
             ciphertext,
         })))
+    }
+
+    /// Call at the end of a range read: refuses a range that stops inside a frame.
+    pub fn finish_range(&self) -> Result<(), FormatError> {
+        match self.state {
+            State::Frames if !self.buf.is_empty() => Err(FormatError::Truncated {
+                object: self.object,
+                segments: self.next_index,
+            }),
+            _ => self.finish_done_or_ok(),
+        }
+    }
+
+    fn finish_done_or_ok(&self) -> Result<(), FormatError> {
+        match self.state {
+            State::Done if !self.buf.is_empty() => Err(FormatError::TrailingData {
+                object: self.object,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Call at the end of the input: refuses a truncated object or trailing bytes.

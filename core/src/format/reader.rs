@@ -88,7 +88,7 @@ impl Reader {
                     return Self::decode(cipher, f).await.map(Some);
                 }
                 None if self.fill().await? => {}
-                None if self.partial => return Ok(None),
+                None if self.partial => return self.parser.finish_range().map(|()| None),
                 None => return self.parser.finish().map(|()| None),
             }
         }

@@ -206,6 +206,11 @@ async fn a_range_of_segments_decodes_alone() {
         .await
         .unwrap();
     assert_eq!(parts.concat(), &data[300..600]);
+    let cut = &bytes[spans[3].start..spans[5].end - 1];
+    let res: Result<Vec<_>, _> = read_segments(stream_of(cut, 33), &key, &header, 3)
+        .try_collect()
+        .await;
+    assert!(matches!(res, Err(FormatError::Truncated { .. })), "{res:?}");
 }
 
 impl FrameParser {
@@ -283,5 +288,39 @@ async fn throughput() {
             .await
             .unwrap();
         println!("  verify: {:.0} MB/s", mb / start.elapsed().as_secs_f64());
+        let start = std::time::Instant::now();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        std::io::Write::write_all(&mut gz, &data).unwrap();
+        gz.finish().unwrap();
+        println!(
+            "  baseline, one thread of plain gzip: {:.0} MB/s",
+            mb / start.elapsed().as_secs_f64()
+        );
     }
+}
+
+/// Not a check: prints the cost of each stage on one 16 MiB segment (shows that in the dev
+/// profile AES-GCM, monomorphized into this opt-level-0 crate, dominates).
+#[test]
+#[ignore]
+fn stage_costs() {
+    let data = text(16 << 20, 3);
+    let t = std::time::Instant::now();
+    blake3::hash(&data);
+    println!("blake3 {:?}", t.elapsed());
+    let h = ObjectHeader::new(Uuid::new_v4(), 1, chrono::Utc::now());
+    let c = FrameCipher::new(&DataKey::generate(), &h);
+    let t = std::time::Instant::now();
+    let f = c.seal(0, true, data.clone());
+    println!("seal {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let _ = super::segment::encode_segment(&c, 0, true, &data, 1);
+    println!("encode_segment l1 {:?}", t.elapsed());
+    let mut p = FrameParser::resume(1, 0);
+    p.push(&f);
+    let t = std::time::Instant::now();
+    if let Some(Event::Frame(fr)) = p.next_event().unwrap() {
+        c.open(fr).unwrap();
+    }
+    println!("open {:?}", t.elapsed());
 }
