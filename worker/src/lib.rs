@@ -12,6 +12,7 @@
 //! locked_by)`, per-job heartbeats that carry cancellation, and release-without-charge on
 //! shutdown would all live outside it, so it would add a dependency tree and no semantics.
 
+mod completer;
 pub mod config;
 pub mod handler;
 pub mod handlers;

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::completer::Completer;
 use crate::config::WorkerConfig;
 use crate::handler::{Handler, JobContext, JobError, JobOutput};
 use crate::keeper;
@@ -80,6 +81,7 @@ pub struct Worker {
     handlers: HashMap<String, Arc<dyn Handler>>,
     pub(crate) running: Mutex<HashMap<i64, Running>>,
     pub(crate) wake: Notify,
+    completer: Completer,
 }
 
 impl Worker {
@@ -92,6 +94,7 @@ impl Worker {
             handlers: HashMap::new(),
             running: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            completer: Completer::default(),
         }
     }
 
@@ -283,7 +286,7 @@ impl Worker {
     ) -> Result<(), QueueError> {
         let p = &self.pool;
         match (outcome, why) {
-            (Ok(out), _) => lease::complete(p, l, out.clone()).await,
+            (Ok(out), _) => self.completer.complete(p, self.id, *l, out.clone()).await,
             (Err(JobError::LeaseLost), _) | (Err(_), StopReason::LeaseLost) => Ok(()),
             (Err(_), StopReason::Shutdown) => lease::release(p, l, Utc::now()).await,
             (Err(e), StopReason::Requested) => {

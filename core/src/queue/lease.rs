@@ -136,6 +136,32 @@ pub async fn complete(
     fenced(lease, r.rows_affected())
 }
 
+/// Completes many jobs held by `worker` in one statement (group commit of completions). Returns
+/// the ids that were still held; the others' leases were lost and their results are dropped.
+pub async fn complete_many(
+    pool: &PgPool,
+    worker: Uuid,
+    done: &[(Lease, Option<Value>)],
+) -> Result<Vec<i64>, QueueError> {
+    let ids: Vec<i64> = done.iter().map(|(l, _)| l.id).collect();
+    let attempts: Vec<i32> = done.iter().map(|(l, _)| l.attempt).collect();
+    let results: Vec<Option<Value>> = done.iter().map(|(_, r)| r.clone()).collect();
+    let rows = sqlx::query_scalar!(
+        r#"UPDATE job j SET state = 'completed', finished_at = now(), result = l.result,
+                  locked_by = NULL, heartbeat_at = NULL
+           FROM unnest($2::bigint[], $3::int[], $4::jsonb[]) AS l(id, attempt, result)
+           WHERE j.id = l.id AND j.attempt = l.attempt AND j.locked_by = $1 AND j.state = 'running'
+           RETURNING j.id"#,
+        worker,
+        &ids,
+        &attempts,
+        &results as &[Option<Value>],
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
 fn error_entry(lease: &Lease, error: &str) -> Value {
     json!({"attempt": lease.attempt, "at": Utc::now(), "error": error, "worker": lease.worker})
 }
