@@ -64,6 +64,9 @@ enum BackupCommand {
         /// Verify right after the backup.
         #[arg(long)]
         verify: bool,
+        /// Also archive the files directory (CELLAR_FILES_DIR on the workers).
+        #[arg(long)]
+        include_files: bool,
         /// Wait until the job ends; exit 1 unless it completed.
         #[arg(long)]
         wait: bool,
@@ -113,6 +116,7 @@ async fn backup(pool: &PgPool, cmd: BackupCommand) -> anyhow::Result<()> {
             tables,
             source,
             verify,
+            include_files,
             wait,
         } => {
             let source = match source {
@@ -124,6 +128,7 @@ async fn backup(pool: &PgPool, cmd: BackupCommand) -> anyhow::Result<()> {
                 source,
                 tables,
                 verify,
+                include_files,
             };
             let (id, job) = catalog::create(pool, &req).await?;
             println!("backup {id} enqueued as job {}", job.id);

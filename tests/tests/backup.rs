@@ -41,6 +41,7 @@ fn settings(source: &TestDb, dir: &Path, key: &str) -> BackupSettings {
         jobs: Some(2),
         gzip_level: 1,
         split_table_mib: 1,
+        files_dir: None,
         pg_dump: "pg_dump".into(),
     }
 }
@@ -235,4 +236,41 @@ async fn a_failed_backup_leaves_no_objects_and_says_why() {
         "an unknown table is permanent"
     );
     assert!("../etc".parse::<BackupId>().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_files_are_archived_when_asked_and_refused_when_unconfigured() {
+    let source = TestDb::empty().await;
+    let (catalog_db, pool) = TestDb::catalog().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::create_dir(files.path().join("leases")).unwrap();
+    std::fs::write(
+        files.path().join("leases/contract.pdf"),
+        vec![42u8; 2_500_000],
+    )
+    .unwrap();
+    let mut s = settings(&source, dir.path(), &KeyRing::generate_entry());
+    s.files_dir = Some(files.path().to_path_buf());
+    let env = s.build(pool.clone(), &catalog_db.url).unwrap();
+    let req = BackupRequest {
+        source: "src".into(),
+        include_files: true,
+        verify: true,
+        ..Default::default()
+    };
+    let (id, _) = catalog::create(&pool, &req).await.unwrap();
+    run_jobs(env.clone(), &pool).await;
+    let row = catalog::get(&pool, &id).await.unwrap().unwrap();
+    assert_eq!(row.state, BackupState::Completed, "{:?}", row.error);
+    assert_eq!(row.verification.unwrap()["status"], "valid");
+    assert!(row.stored_bytes.unwrap() > 0);
+
+    s.files_dir = None;
+    let env = s.build(pool.clone(), &catalog_db.url).unwrap();
+    let (id, _) = catalog::create(&pool, &req).await.unwrap();
+    run_jobs(env, &pool).await;
+    let row = catalog::get(&pool, &id).await.unwrap().unwrap();
+    assert_eq!(row.state, BackupState::Failed);
+    assert!(row.error.unwrap().contains("CELLAR_FILES_DIR is not set"));
 }

@@ -20,6 +20,8 @@ pub struct BackupRequest {
     pub tables: Option<Vec<String>>,
     /// Verify right after the backup.
     pub verify: bool,
+    /// Also archive `CELLAR_FILES_DIR`.
+    pub include_files: bool,
 }
 
 /// A backup as the catalog knows it.
@@ -31,6 +33,7 @@ pub struct BackupRow {
     pub state: BackupState,
     pub source: String,
     pub requested_tables: Option<Vec<String>>,
+    pub include_files: bool,
     pub verify_after: bool,
     pub job_id: Option<i64>,
     pub created_at: DateTime<Utc>,
@@ -61,14 +64,16 @@ pub async fn create(
     )
     .await?;
     sqlx::query!(
-        r#"INSERT INTO backup (id, backup_type, source, requested_tables, verify_after, job_id)
-           VALUES ($1, $2, $3, $4, $5, $6)"#,
+        r#"INSERT INTO backup (id, backup_type, source, requested_tables, verify_after, job_id,
+                               include_files)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
         id.as_str(),
         kind as BackupType,
         req.source,
         req.tables.as_deref(),
         req.verify,
         job.id,
+        req.include_files,
     )
     .execute(&mut *tx)
     .await?;
@@ -81,7 +86,7 @@ pub async fn get(pool: &PgPool, id: &BackupId) -> Result<Option<BackupRow>, sqlx
     sqlx::query_as!(
         BackupRow,
         r#"SELECT id, backup_type AS "backup_type: BackupType", state AS "state: BackupState",
-                  source, requested_tables, verify_after, job_id, created_at, completed_at, key_id,
+                  source, requested_tables, include_files, verify_after, job_id, created_at, completed_at, key_id,
                   plain_bytes, stored_bytes, table_count, total_rows, tables, locations, warnings,
                   error, verification
            FROM backup WHERE id = $1"#,
@@ -96,7 +101,7 @@ pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<BackupRow>, sqlx::Err
     sqlx::query_as!(
         BackupRow,
         r#"SELECT id, backup_type AS "backup_type: BackupType", state AS "state: BackupState",
-                  source, requested_tables, verify_after, job_id, created_at, completed_at, key_id,
+                  source, requested_tables, include_files, verify_after, job_id, created_at, completed_at, key_id,
                   plain_bytes, stored_bytes, table_count, total_rows, tables, locations, warnings,
                   error, verification
            FROM backup ORDER BY created_at DESC, id DESC LIMIT $1"#,

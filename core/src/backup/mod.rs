@@ -10,6 +10,7 @@
 //! - [`verify`]: re-reading every object: sizes, both BLAKE3s, every frame, row counts.
 
 pub mod catalog;
+pub mod files;
 pub mod id;
 pub mod progress;
 pub mod run;

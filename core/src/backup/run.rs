@@ -205,21 +205,28 @@ async fn dump(
     );
     manifest.snapshot_id = Some(snap.id().to_string());
 
+    // The schema dump (pg_dump's catalog queries take a while) runs alongside the data copy.
+    meter.phase("data");
     let (tx, rx) = mpsc::channel(4);
-    let schema_dump = env
-        .pg_dump
-        .dump_schema(url, snap.id(), selection.as_ref(), tx);
-    let schema_store = store(env, &id, &data_key, SCHEMA_OBJECT, rx);
-    let (dumped, stored) = tokio::join!(schema_dump, schema_store);
-    dumped?;
+    let schema = async {
+        let dump = env
+            .pg_dump
+            .dump_schema(url, snap.id(), selection.as_ref(), tx);
+        let (dumped, stored) = tokio::join!(dump, store(env, &id, &data_key, SCHEMA_OBJECT, rx));
+        dumped?;
+        Ok::<_, BackupError>(stored?)
+    };
+    let data = copy_all(env, &id, &data_key, url, snap.id(), tasks, &meter);
+    let (schema, data) = tokio::join!(schema, data);
     manifest.objects.push(object(
         &id,
         SCHEMA_OBJECT,
         ObjectKind::Schema,
         None,
         None,
-        stored?,
+        schema?,
     ));
+    let results = data?;
 
     let sequences = snap.sequences().await?;
     let matviews = snap.populated_matviews().await?;
@@ -244,9 +251,6 @@ async fn dump(
         None,
         d,
     ));
-
-    meter.phase("data");
-    let results = copy_all(env, &id, &data_key, url, snap.id(), tasks, &meter).await?;
     snap.close().await?;
 
     meter.phase("manifest");
@@ -255,6 +259,21 @@ async fn dump(
         warnings.push(format!(
             "{large_objects} large objects (pg_largeobject) are not included in Cellar backups"
         ));
+    }
+    let files_no = FIRST_DATA_OBJECT + results.len() as u32;
+    if row.include_files {
+        let (obj, stats) = archive_files(env, &id, &data_key, files_no).await?;
+        manifest.objects.push(obj);
+        manifest.extra.insert(
+            "files".into(),
+            json!({"files": stats.files, "bytes": stats.bytes}),
+        );
+        if !stats.skipped.is_empty() {
+            warnings.push(format!(
+                "files archive skipped {} links or special files",
+                stats.skipped.len()
+            ));
+        }
     }
     manifest.tables = manifest_tables(&tables, &results);
     manifest
@@ -273,6 +292,22 @@ async fn dump(
         key_info.size,
         warnings,
     ))
+}
+
+/// Archives `CELLAR_FILES_DIR` into object `no`.
+async fn archive_files(
+    env: &BackupEnv,
+    id: &BackupId,
+    key: &DataKey,
+    no: u32,
+) -> Result<(ManifestObject, super::files::FilesStats), BackupError> {
+    let dir = env.files_dir.clone().ok_or_else(|| {
+        BackupError::Permanent("this backup includes files but CELLAR_FILES_DIR is not set".into())
+    })?;
+    let (tx, rx) = mpsc::channel(4);
+    let (stats, digest) = tokio::join!(super::files::archive(dir, tx), store(env, id, key, no, rx));
+    let (stats, digest) = (stats?, digest?);
+    Ok((object(id, no, ObjectKind::Files, None, None, digest), stats))
 }
 
 /// Streams `rx` into encrypted object `no` of the backup.

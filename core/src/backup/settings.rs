@@ -36,6 +36,9 @@ pub struct BackupSettings {
     /// Tables larger than this many MiB are split into ctid ranges copied in parallel.
     #[arg(long, env = "CELLAR_SPLIT_TABLE_MIB", default_value_t = 64)]
     pub split_table_mib: u64,
+    /// The application's files directory (uploads), archived when a backup asks for files.
+    #[arg(long, env = "CELLAR_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
     /// The pg_dump program.
     #[arg(long, env = "CELLAR_PG_DUMP", default_value = "pg_dump")]
     pub pg_dump: PathBuf,
@@ -60,6 +63,8 @@ pub struct BackupEnv {
     pub encode: EncodeOptions,
     /// Split threshold in bytes.
     pub chunk_bytes: u64,
+    /// `CELLAR_FILES_DIR`, if configured.
+    pub files_dir: Option<PathBuf>,
 }
 
 impl BackupSettings {
@@ -94,6 +99,7 @@ impl BackupSettings {
                 ..EncodeOptions::default()
             },
             chunk_bytes: self.split_table_mib.max(1) << 20,
+            files_dir: self.files_dir.clone(),
         })
     }
 
