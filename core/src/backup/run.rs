@@ -214,7 +214,7 @@ async fn dump(
             .dump_schema(url, snap.id(), selection.as_ref(), tx);
         let (dumped, stored) = tokio::join!(dump, store(env, &id, &data_key, SCHEMA_OBJECT, rx));
         dumped?;
-        Ok::<_, BackupError>(stored?)
+        stored
     };
     let data = copy_all(env, &id, &data_key, url, snap.id(), tasks, &meter);
     let (schema, data) = tokio::join!(schema, data);
