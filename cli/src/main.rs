@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cellar_core::backup::catalog::{self, BackupRequest};
-use cellar_core::backup::{BackupId, BackupState, BackupType, JOB_VERIFY};
+use cellar_core::backup::{BackupId, BackupState, BackupType, JOB_ROTATE_KEYS, JOB_VERIFY};
 use cellar_core::config::CatalogArgs;
 use cellar_core::format::KeyRing;
 use cellar_core::queue::{self, NewJob};
@@ -46,6 +46,11 @@ enum Command {
 enum KeyCommand {
     /// Prints a new master key entry (`ID:BASE64`) for CELLAR_ENCRYPTION_KEY.
     Generate,
+    /// Re-wraps every backup's data key under the writing (first) key; data is not rewritten.
+    Rotate {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

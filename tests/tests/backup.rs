@@ -274,3 +274,67 @@ async fn attached_files_are_archived_when_asked_and_refused_when_unconfigured() 
     assert_eq!(row.state, BackupState::Failed);
     assert!(row.error.unwrap().contains("CELLAR_FILES_DIR is not set"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_rewraps_without_touching_data() {
+    let source = TestDb::empty().await;
+    let pool_src = cellar_core::db::connect(&source.url, 2).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g",
+    )
+    .execute(&pool_src)
+    .await
+    .unwrap();
+    let (catalog_db, pool) = TestDb::catalog().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (KeyRing::generate_entry(), KeyRing::generate_entry());
+    let env_old = settings(&source, dir.path(), &old)
+        .build(pool.clone(), &catalog_db.url)
+        .unwrap();
+    let (id, _) = catalog::create(
+        &pool,
+        &BackupRequest {
+            source: "src".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    run_jobs(env_old.clone(), &pool).await;
+    let data_before = std::fs::read(dir.path().join(format!("{id}/data/000003"))).unwrap();
+
+    let both = settings(&source, dir.path(), &format!("{new},{old}"))
+        .build(pool.clone(), &catalog_db.url)
+        .unwrap();
+    let report = cellar_core::backup::rotate::rotate_all(&both)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.rewrapped.len(), report.current, report.failed.len()),
+        (1, 0, 0)
+    );
+    let again = cellar_core::backup::rotate::rotate_all(&both)
+        .await
+        .unwrap();
+    assert_eq!((again.rewrapped.len(), again.current), (0, 1), "idempotent");
+
+    let only_new = settings(&source, dir.path(), &new)
+        .build(pool.clone(), &catalog_db.url)
+        .unwrap();
+    assert!(
+        verify::verify(&only_new, &id, &())
+            .await
+            .unwrap()
+            .is_valid(),
+        "the new key alone opens it"
+    );
+    let v = verify::verify(&env_old, &id, &()).await.unwrap();
+    assert!(
+        !v.is_valid() && v.failures[0].object.ends_with("/KEY"),
+        "the retired key no longer does"
+    );
+    let data_after = std::fs::read(dir.path().join(format!("{id}/data/000003"))).unwrap();
+    assert_eq!(data_before, data_after, "data objects are not rewritten");
+    let row = catalog::get(&pool, &id).await.unwrap().unwrap();
+    assert_eq!(row.key_id.as_deref(), Some(new.split(':').next().unwrap()));
+}

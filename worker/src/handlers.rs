@@ -25,8 +25,12 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
     w.register(backup::JOB_BACKUP, move |ctx| {
         run_backup(Arc::clone(&e), ctx)
     });
+    let e = Arc::clone(&env);
     w.register(backup::JOB_VERIFY, move |ctx| {
-        run_verify(Arc::clone(&env), ctx)
+        run_verify(Arc::clone(&e), ctx)
+    });
+    w.register(backup::JOB_ROTATE_KEYS, move |_ctx| {
+        run_rotate(Arc::clone(&env))
     });
 }
 
@@ -122,4 +126,16 @@ async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
         .await?;
     Ok(Some(serde_json::to_value(v).unwrap_or(Value::Null)))
+}
+
+async fn run_rotate(env: Arc<BackupEnv>) -> Result<JobOutput, JobError> {
+    let report = backup::rotate::rotate_all(&env).await.map_err(job_error)?;
+    if !report.failed.is_empty() {
+        // The others were re-wrapped; a retry only redoes the failed ones.
+        return Err(JobError::Retry(format!(
+            "could not re-wrap: {:?}",
+            report.failed
+        )));
+    }
+    Ok(Some(serde_json::to_value(report).unwrap_or(Value::Null)))
 }

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod files;
 pub mod id;
 pub mod progress;
+pub mod rotate;
 pub mod run;
 pub mod settings;
 pub mod verify;
@@ -25,6 +26,8 @@ pub use settings::{BackupEnv, BackupSettings};
 pub const JOB_BACKUP: &str = "backup";
 /// Job kind of a verification.
 pub const JOB_VERIFY: &str = "verify";
+/// Job kind of a key rotation over every backup.
+pub const JOB_ROTATE_KEYS: &str = "rotate_keys";
 
 /// Why a backup or verification failed, classified where it is born.
 #[derive(Debug, thiserror::Error)]
