@@ -103,6 +103,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Key {
             command: KeyCommand::Generate,
         } => println!("{}", KeyRing::generate_entry()),
+        Command::Key {
+            command: KeyCommand::Rotate { catalog },
+        } => {
+            let pool = open(&catalog).await?;
+            let mut conn = pool.acquire().await?;
+            let job = NewJob::new(JOB_ROTATE_KEYS, json!({})).with_dedupe_key(JOB_ROTATE_KEYS);
+            let j = queue::enqueue(&mut conn, &job).await?;
+            println!("key rotation enqueued as job {}", j.id);
+        }
         Command::Backup { catalog, command } => backup(&open(&catalog).await?, command).await?,
     }
     Ok(())
