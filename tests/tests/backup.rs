@@ -338,3 +338,48 @@ async fn key_rotation_rewraps_without_touching_data() {
     let row = catalog::get(&pool, &id).await.unwrap().unwrap();
     assert_eq!(row.key_id.as_deref(), Some(new.split(':').next().unwrap()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_verification_catches_missing_and_resized_objects() {
+    let source = TestDb::empty().await;
+    let pool_src = cellar_core::db::connect(&source.url, 2).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
+        .execute(&pool_src)
+        .await
+        .unwrap();
+    let (catalog_db, pool) = TestDb::catalog().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = settings(&source, dir.path(), &KeyRing::generate_entry())
+        .build(pool.clone(), &catalog_db.url)
+        .unwrap();
+    let (id, _) = catalog::create(
+        &pool,
+        &BackupRequest {
+            source: "src".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    run_jobs(env.clone(), &pool).await;
+    let quick = verify::Level::Quick;
+    let v = verify::verify_at(&env, &id, quick, &()).await.unwrap();
+    assert_eq!((v.status.as_str(), v.level.as_str()), ("valid", "quick"));
+    let data = dir.path().join(format!("{id}/data/000003"));
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes.push(0);
+    std::fs::write(&data, &bytes).unwrap();
+    let v = verify::verify_at(&env, &id, quick, &()).await.unwrap();
+    assert!(
+        v.failures[0].error.contains("stored size"),
+        "{:?}",
+        v.failures
+    );
+    std::fs::remove_file(&data).unwrap();
+    let v = verify::verify_at(&env, &id, quick, &()).await.unwrap();
+    assert!(
+        v.failures[0].object.ends_with("data/000003") && v.failures[0].error.contains("not found"),
+        "{:?}",
+        v.failures
+    );
+}

@@ -38,6 +38,9 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
 #[serde(rename_all = "camelCase")]
 struct BackupArgs {
     backup_id: String,
+    /// For `verify` jobs: `quick` or `deep` (the default).
+    #[serde(default)]
+    level: Option<backup::verify::Level>,
 }
 
 fn backup_id(ctx: &JobContext) -> Result<BackupId, JobError> {
@@ -119,10 +122,18 @@ async fn run_backup(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
 
 async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {
     let id = backup_id(&ctx)?;
+    let level = ctx
+        .args::<BackupArgs>()?
+        .level
+        .unwrap_or(backup::verify::Level::Deep);
     let latest = Latest::default();
-    let v = with_progress(&ctx, &latest, backup::verify::verify(&env, &id, &latest))
-        .await
-        .map_err(job_error)?;
+    let v = with_progress(
+        &ctx,
+        &latest,
+        backup::verify::verify_at(&env, &id, level, &latest),
+    )
+    .await
+    .map_err(job_error)?;
     ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
         .await?;
     Ok(Some(serde_json::to_value(v).unwrap_or(Value::Null)))
