@@ -155,6 +155,7 @@ async fn dump(
     row: &BackupRow,
     progress: &dyn Progress,
 ) -> Result<Completed, BackupError> {
+    let env = &env.with_cpu_budget();
     let source = env
         .source(Some(&row.source))
         .map_err(BackupError::Permanent)?

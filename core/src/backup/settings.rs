@@ -136,6 +136,15 @@ impl BackupSettings {
 }
 
 impl BackupEnv {
+    /// A copy whose object writers share one CPU budget (a permit per core), so a backup
+    /// writing several objects at once compresses at most that many segments at a time.
+    pub fn with_cpu_budget(&self) -> BackupEnv {
+        let mut env = self.clone();
+        let permits = env.encode.parallelism.max(1);
+        env.encode.budget = Some(Arc::new(tokio::sync::Semaphore::new(permits)));
+        env
+    }
+
     /// The configured source named `name`, or the default one.
     pub fn source(&self, name: Option<&str>) -> Result<&Source, String> {
         match name {

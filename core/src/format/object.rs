@@ -29,7 +29,7 @@ use super::segment::{MAX_SEGMENT_PLAIN, encode_segment};
 use crate::storage::ObjectWriter;
 
 /// How an object is encoded. The defaults suit a backup; tests use tiny segments.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct EncodeOptions {
     /// gzip level 0-9: the main speed/size dial.
     pub level: u32,
@@ -38,14 +38,18 @@ pub struct EncodeOptions {
     pub segment_size: usize,
     /// Segments compressed at once; memory is about `(parallelism + 2) * segment_size`.
     pub parallelism: usize,
+    /// A CPU budget shared by every object of one backup: a segment is compressed only while
+    /// holding a permit, so several objects written at once do not oversubscribe the cores.
+    pub budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for EncodeOptions {
     fn default() -> Self {
         Self {
             level: 6,
-            segment_size: 4 << 20,
+            segment_size: 1 << 20,
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            budget: None,
         }
     }
 }
@@ -137,9 +141,15 @@ impl Encoder {
         }
         let (cipher, index, level) = (self.cipher.clone(), self.next_index, self.opts.level);
         self.next_index += 1;
+        let permit = match &self.opts.budget {
+            Some(b) => Some(b.clone().acquire_owned().await.expect("budget is never closed")),
+            None => None,
+        };
         self.in_flight
             .push_back(tokio::task::spawn_blocking(move || {
-                encode_segment(&cipher, index, last, &plain, level)
+                let frame = encode_segment(&cipher, index, last, &plain, level);
+                drop(permit);
+                frame
             }));
         Ok(())
     }

@@ -51,6 +51,7 @@ pub fn small_opts(segment_size: usize) -> EncodeOptions {
         level: 6,
         segment_size,
         parallelism: 3,
+        budget: None,
     }
 }
 
