@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`server`]: accept loop (connections can be dropped mid-body), router, token and fault preamble.
 //! - [`api`]: token endpoint, files.list (`q`, paging), files.get (`alt=media`, `Range`), patch, delete.
-//! - [`upload`]: multipart, resumable sessions (256 KiB rule, `308` + `Range`, status queries).
+//! - [`upload`]: multipart uploads and the start of resumable sessions.
+//! - [`session`]: session chunks (256 KiB rule, `308` + `Range`, status queries, cancel).
 //! - [`query`]: the `q` parser.
 //! - [`faults`]: [`FaultPlan`]: a schedule or a seeded random rate of [`Fault`]s.
 //! - [`state`]: files, sessions, folders, tokens, the [`LogEntry`] log.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod faults;
 pub mod query;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod upload;
 

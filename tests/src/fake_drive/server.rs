@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 use super::faults::Fault;
 use super::state::{LogEntry, State, error};
-use super::{api, upload};
+use super::{api, session, upload};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -122,7 +122,7 @@ fn router(app: App) -> Router {
         )
         .route(
             "/upload/drive/v3/files",
-            post(upload::post).put(upload::put).delete(upload::cancel),
+            post(upload::post).put(session::put).delete(session::cancel),
         )
         .with_state(app)
 }

@@ -30,6 +30,9 @@ pub struct StoredFile {
     pub props: HashMap<String, String>,
     pub data: Bytes,
     pub created: String,
+    /// Computed once when stored, as Drive does.
+    pub md5: String,
+    pub sha256: String,
 }
 
 impl StoredFile {
@@ -42,11 +45,36 @@ impl StoredFile {
             "mimeType": "application/octet-stream",
             "parents": self.parents,
             "size": self.data.len().to_string(),
-            "md5Checksum": hex(&Md5::digest(&self.data)),
-            "sha256Checksum": hex(&Sha256::digest(&self.data)),
+            "md5Checksum": self.md5,
+            "sha256Checksum": self.sha256,
             "appProperties": self.props,
             "createdTime": self.created,
         })
+    }
+}
+
+impl StoredFile {
+    /// A file holding `data`, its checksums computed.
+    pub fn new(
+        id: String,
+        name: String,
+        parents: Vec<String>,
+        props: HashMap<String, String>,
+        data: Bytes,
+        created: String,
+    ) -> Self {
+        let md5 = hex(&Md5::digest(&data));
+        let sha256 = hex(&Sha256::digest(&data));
+        Self {
+            id,
+            name,
+            parents,
+            props,
+            data,
+            created,
+            md5,
+            sha256,
+        }
     }
 }
 
