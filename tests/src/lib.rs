@@ -4,7 +4,10 @@
 //! - [`TestDb`]: a fresh database per test on the real Postgres, dropped afterwards.
 //! - [`wait_for`]: wait on a condition with a deadline (tests never sleep to wait).
 //! - [`shared_dir`]: where `../shared` (datasets, tools) is, or a loud skip.
+//! - [`fake_drive`]: a fake Google Drive v3 server with fault injection and a request log.
 //! - `src/bin/`: small processes the tests start and kill (real child processes).
+
+pub mod fake_drive;
 
 use std::future::Future;
 use std::path::PathBuf;

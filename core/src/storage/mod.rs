@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod drive;
 pub mod local;
 pub mod retry;
 
+pub use drive::{DriveSettings, DriveStorage};
 pub use local::LocalStorage;
 pub use retry::{RetryPolicy, Retrying};
 
