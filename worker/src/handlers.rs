@@ -25,6 +25,10 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
     w.register(backup::JOB_BACKUP, move |ctx| {
         run_backup(Arc::clone(&e), ctx)
     });
+    let d = Arc::clone(&env);
+    w.register(backup::JOB_DELETE, move |ctx| {
+        run_delete(Arc::clone(&d), ctx)
+    });
     w.register(backup::JOB_VERIFY, move |ctx| {
         run_verify(Arc::clone(&env), ctx)
     });
@@ -122,4 +126,12 @@ async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
         .await?;
     Ok(Some(serde_json::to_value(v).unwrap_or(Value::Null)))
+}
+
+async fn run_delete(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {
+    let id = backup_id(&ctx)?;
+    let removed = backup::delete::delete(&env, &id).await.map_err(job_error)?;
+    Ok(Some(
+        json!({ "backupId": id.as_str(), "objectsRemoved": removed }),
+    ))
 }
