@@ -126,18 +126,43 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
 async fn malformed_oversized_and_deep_documents() {
     let api = Api::start().await;
     let before = api.fingerprint().await;
-    // Syntax errors and unknown fields: GraphQL errors, not crashes.
-    for doc in [
-        "{ backups { nodes { id ",
-        "mutation { createBackup }",
-        "{ nope }",
-        "query { backups(type: HOURLY) { nodes { id } } }",
+    // Syntax errors and unknown fields: GraphQL errors, not crashes. Mutations refused before
+    // any resolver runs are audited all the same.
+    for (doc, audited) in [
+        ("{ backups { nodes { id ", None),
+        ("{ nope }", None),
+        ("query { backups(type: HOURLY) { nodes { id } } }", None),
+        ("mutation { createBackup }", Some("createBackup")),
+        (
+            "mutation { createBackup(input: {backupType: HOURLY}) { id } }",
+            Some("createBackup"),
+        ),
+        ("mutation { deleteBackup(id: ", Some("unparsableMutation")),
     ] {
-        let (status, body) = api.gql(Some(&api.master), doc, json!({})).await;
+        let audits = api.audit_count().await;
+        let (status, body) = api.gql(Some(&api.operator), doc, json!({})).await;
         assert!(
             status < 500 && body["errors"][0]["message"].is_string(),
             "{doc}: {status} {body}"
         );
+        assert_eq!(
+            api.audit_count().await - audits,
+            i64::from(audited.is_some()),
+            "{doc}"
+        );
+        if let Some(action) = audited {
+            let row: (String, String, Option<String>) = sqlx::query_as(
+                "SELECT action, outcome::text, token_name FROM audit_event ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_one(&api.pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                row,
+                (action.into(), "failed".into(), Some("operator-1".into())),
+                "{doc}"
+            );
+        }
     }
     // Not JSON at all.
     let r = api

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`query`], [`mutation`], [`subscription`]: the three roots.
 //! - [`backup`], [`job`], [`types`]: output types, each converted From a domain type.
+//! - [`audit_rejected`]: audits mutations refused before any resolver runs.
 //!
 //! Every resolver reaches the database through [`crate::service::Services`] (no SQL here), with
 //! the request's [`Caller`] from the context. Limits: depth [`MAX_DEPTH`], complexity
@@ -13,6 +14,7 @@ use async_graphql::{Context, Schema};
 use crate::events::Hub;
 use crate::service::{Caller, Services};
 
+pub mod audit_rejected;
 pub mod backup;
 pub mod job;
 pub mod mutation;
@@ -35,6 +37,7 @@ pub fn schema(services: Services, hub: std::sync::Arc<Hub>) -> CellarSchema {
         .data(hub)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(audit_rejected::AuditRejected)
         .finish()
 }
 
