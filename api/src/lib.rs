@@ -1,24 +1,71 @@
-//! Cellar's HTTP API: today the orchestrator probes; the GraphQL API, auth, audit and the
-//! dashboard mount here as they land (see docs/ARCHITECTURE.md).
+//! Cellar's HTTP API: GraphQL (queries, mutations, subscriptions), the seed's REST routes, and
+//! the orchestrator probes, all behind API tokens, every mutation audited.
 //!
 //! # Layout
-//! - [`router`]: the axum router over the shared [`AppState`].
-//! - [`serve`]: runs it on a given listener until a shutdown future resolves (tests bind port 0).
+//! - [`router`]: the axum router over the shared [`AppState`]; [`serve`] runs it on a given
+//!   listener until a shutdown future resolves (tests bind port 0).
+//! - [`service`]: the operations GraphQL and REST share (role checks, audit).
+//! - [`graphql`]: the schema; [`http`]: GraphQL over HTTP and websockets, token resolution.
+//! - [`rest`]: the REST compatibility routes.
+//! - [`events`]: the one LISTEN per process feeding every subscription.
+//! - [`error`]: the error type and its machine-readable codes.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub mod error;
+pub mod events;
+pub mod graphql;
+pub mod http;
+pub mod rest;
+pub mod service;
+
+pub use graphql::{CellarSchema, sdl};
+pub use service::Services;
+
+/// Largest request body accepted (GraphQL documents included): a few kilobytes is plenty for
+/// any real query; anything larger is refused with 413 before it is parsed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// The catalog database.
-    pub pool: PgPool,
+    /// Role checks, audit and the core calls.
+    pub services: Services,
+    /// The GraphQL schema.
+    pub schema: CellarSchema,
+    /// The job event fan-out (one LISTEN).
+    pub hub: Arc<events::Hub>,
+}
+
+impl AppState {
+    /// Builds the state and starts the job event listener (stopped by `stop`). `sources` are
+    /// the configured source names, the default first.
+    pub fn new(pool: PgPool, sources: Vec<String>, stop: CancellationToken) -> Self {
+        assert!(
+            !sources.is_empty(),
+            "at least one source must be configured"
+        );
+        let services = Services {
+            pool: pool.clone(),
+            sources,
+        };
+        let hub = events::Hub::start(pool, stop);
+        let schema = graphql::schema(services.clone(), Arc::clone(&hub));
+        Self {
+            services,
+            schema,
+            hub,
+        }
+    }
 }
 
 /// The API's routes.
@@ -26,6 +73,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/graphql", get(http::graphiql).post(http::graphql))
+        .route("/graphql/ws", get(http::graphql_ws))
+        .merge(rest::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -37,8 +88,8 @@ async fn healthz() -> Json<Value> {
 /// `/readyz`: the catalog database answers (503 otherwise), so orchestrators route traffic only
 /// to replicas that can serve it.
 async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
-    match sqlx::Executor::execute(&s.pool, "SELECT 1").await {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+    match cellar_core::db::ping(&s.services.pool).await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness probe: catalog database unreachable");
             (
@@ -49,13 +100,15 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves. Client addresses reach the audit
+/// trail through connect info.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

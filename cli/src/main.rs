@@ -1,24 +1,47 @@
-//! `cellar`: the operator's tool. Until the GraphQL API lands (issue: API), the backup commands
-//! talk to the catalog database (`DATABASE_URL`) directly and the workers do the work.
+//! `cellar`: the operator's tool. Backup and job commands talk to the API (`CELLAR_URL`,
+//! `CELLAR_TOKEN`); `migrate`, `key` and `token` work directly (the database, or nothing), so a
+//! first master token can be created before anything runs. Exit codes: see `cellar_cli::error`.
 
-use std::time::Duration;
-
-use anyhow::{Context, bail};
-use cellar_core::backup::catalog::{self, BackupRequest};
-use cellar_core::backup::{BackupId, BackupState, BackupType, JOB_ROTATE_KEYS, JOB_VERIFY};
+use cellar_cli::client::Api;
+use cellar_cli::error::CliError;
 use cellar_core::config::CatalogArgs;
-use cellar_core::format::KeyRing;
-use cellar_core::queue::{self, NewJob};
 use clap::{Parser, Subcommand};
-use serde_json::json;
-use sqlx::PgPool;
+
+mod backup;
+mod direct;
+mod job;
+mod watch;
 
 /// Cellar: PostgreSQL backups, compressed, encrypted, verified.
 #[derive(Parser, Debug)]
 #[command(name = "cellar", version, about)]
 struct Cli {
+    /// Print machine-readable JSON on stdout (errors too: {"error": {"code", "message"}}).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the API is and the token to use.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// The API's base URL.
+    #[arg(
+        long = "url",
+        env = "CELLAR_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// An API token (`cellar token create` prints one).
+    #[arg(long = "token", env = "CELLAR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ApiArgs {
+    fn api(&self) -> Api {
+        Api::new(&self.url, self.token.clone())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -31,194 +54,53 @@ enum Command {
     /// Encryption keys.
     Key {
         #[command(subcommand)]
-        command: KeyCommand,
+        command: direct::KeyCommand,
     },
-    /// Backups.
-    Backup {
+    /// API tokens (directly on DATABASE_URL: works before any token exists).
+    Token {
         #[command(flatten)]
         catalog: CatalogArgs,
         #[command(subcommand)]
-        command: BackupCommand,
+        command: direct::TokenCommand,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum KeyCommand {
-    /// Prints a new master key entry (`ID:BASE64`) for CELLAR_ENCRYPTION_KEY.
-    Generate,
-    /// Re-wraps every backup's data key under the writing (first) key; data is not rewritten.
-    Rotate {
+    /// Backups (through the API).
+    Backup {
         #[command(flatten)]
-        catalog: CatalogArgs,
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: backup::BackupCommand,
+    },
+    /// Jobs (through the API).
+    Job {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: job::JobCommand,
     },
 }
 
-#[derive(Subcommand, Debug)]
-enum BackupCommand {
-    /// Enqueues a backup; a worker takes it.
-    Create {
-        /// manual, daily, weekly or monthly.
-        #[arg(long = "type", default_value = "manual")]
-        backup_type: BackupType,
-        /// Only these tables (comma-separated, `schema.name`).
-        #[arg(long, value_delimiter = ',')]
-        tables: Option<Vec<String>>,
-        /// Which configured source (default: the first).
-        #[arg(long)]
-        source: Option<String>,
-        /// Verify right after the backup.
-        #[arg(long)]
-        verify: bool,
-        /// Also archive the files directory (CELLAR_FILES_DIR on the workers).
-        #[arg(long)]
-        include_files: bool,
-        /// Wait until the job ends; exit 1 unless it completed.
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Lists backups, newest first.
-    List {
-        #[arg(long, default_value_t = 20)]
-        limit: i64,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Enqueues a deep verification of a backup.
-    Verify {
-        id: String,
-        #[arg(long)]
-        wait: bool,
-    },
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let json = cli.json;
+    match cli.command {
+        Command::Migrate { catalog } => direct::migrate(&catalog, json).await,
+        Command::Key { command } => direct::key(command, json).await,
+        Command::Token { catalog, command } => direct::token(&catalog, command, json).await,
+        Command::Backup { api, command } => backup::run(&api.api(), command, json).await,
+        Command::Job { api, command } => job::run(&api.api(), command, json).await,
+    }
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     cellar_core::telemetry::init();
-    match Cli::parse().command {
-        Command::Migrate { catalog } => {
-            let pool = open(&catalog).await?;
-            pool.close().await;
-            println!("catalog database {} is up to date", catalog.database_url);
+    let cli = Cli::parse();
+    let json = cli.json;
+    if let Err(e) = run(cli).await {
+        if json {
+            let out = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+            println!("{out}");
         }
-        Command::Key {
-            command: KeyCommand::Generate,
-        } => println!("{}", KeyRing::generate_entry()),
-        Command::Key {
-            command: KeyCommand::Rotate { catalog },
-        } => {
-            let pool = open(&catalog).await?;
-            let mut conn = pool.acquire().await?;
-            let job = NewJob::new(JOB_ROTATE_KEYS, json!({})).with_dedupe_key(JOB_ROTATE_KEYS);
-            let j = queue::enqueue(&mut conn, &job).await?;
-            println!("key rotation enqueued as job {}", j.id);
-        }
-        Command::Backup { catalog, command } => backup(&open(&catalog).await?, command).await?,
-    }
-    Ok(())
-}
-
-async fn open(c: &CatalogArgs) -> anyhow::Result<PgPool> {
-    cellar_core::db::connect_and_migrate(&c.database_url, 2)
-        .await
-        .context("while opening the catalog database")
-}
-
-async fn backup(pool: &PgPool, cmd: BackupCommand) -> anyhow::Result<()> {
-    match cmd {
-        BackupCommand::Create {
-            backup_type,
-            tables,
-            source,
-            verify,
-            include_files,
-            wait,
-        } => {
-            let source = match source {
-                Some(s) => s,
-                None => default_source()?,
-            };
-            let req = BackupRequest {
-                backup_type: Some(backup_type),
-                source,
-                tables,
-                verify,
-                include_files,
-            };
-            let (id, job) = catalog::create(pool, &req).await?;
-            println!("backup {id} enqueued as job {}", job.id);
-            if wait {
-                wait_job(pool, job.id).await?;
-                let row = catalog::get(pool, &id).await?.context("backup vanished")?;
-                println!("{}", serde_json::to_string_pretty(&row)?);
-                if row.state != BackupState::Completed {
-                    bail!(
-                        "backup {id} did not complete: {}",
-                        row.error.unwrap_or_default()
-                    );
-                }
-            }
-        }
-        BackupCommand::List { limit, json } => {
-            let rows = catalog::list(pool, limit).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            }
-            for r in rows.iter().filter(|_| !json) {
-                let v = r
-                    .verification
-                    .as_ref()
-                    .and_then(|v| v["status"].as_str())
-                    .unwrap_or("-");
-                let size = r
-                    .stored_bytes
-                    .map_or("-".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
-                println!("{}  {:?}  {:>10}  verified: {}", r.id, r.state, size, v);
-            }
-        }
-        BackupCommand::Verify { id, wait } => {
-            let id: BackupId = id.parse().map_err(anyhow::Error::msg)?;
-            catalog::get(pool, &id)
-                .await?
-                .with_context(|| format!("no backup {id}"))?;
-            let mut conn = pool.acquire().await?;
-            let job = queue::enqueue(
-                &mut conn,
-                &NewJob::new(JOB_VERIFY, json!({"backupId": id.as_str()})),
-            )
-            .await?;
-            println!("verification of {id} enqueued as job {}", job.id);
-            if wait {
-                let row = wait_job(pool, job.id).await?;
-                println!("{}", serde_json::to_string_pretty(&row.result)?);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The default source's name, as the worker derives it (CELLAR_SOURCE_URL, else the catalog).
-fn default_source() -> anyhow::Result<String> {
-    let url = std::env::var("CELLAR_SOURCE_URL").or_else(|_| std::env::var("DATABASE_URL"));
-    let url = url.unwrap_or_else(|_| cellar_core::config::DEFAULT_DATABASE_URL.into());
-    let sources = cellar_core::config::parse_sources(&url).map_err(anyhow::Error::msg)?;
-    Ok(sources[0].name.clone())
-}
-
-/// Polls the job until it ends, printing its progress.
-async fn wait_job(pool: &PgPool, id: i64) -> anyhow::Result<queue::JobRow> {
-    loop {
-        let row = queue::get(pool, id).await?;
-        if row.state.is_final() {
-            eprintln!("job {id}: {:?}", row.state);
-            return Ok(row);
-        }
-        if let Some(p) = &row.progress {
-            eprintln!(
-                "job {id}: {} {:.0}%",
-                p["phase"].as_str().unwrap_or("-"),
-                p["percent"].as_f64().unwrap_or(0.0)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
     }
 }

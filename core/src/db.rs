@@ -63,3 +63,11 @@ pub async fn connect_and_migrate(url: &DbUrl, max: u32) -> Result<PgPool, DbErro
     MIGRATOR.run(&pool).await?;
     Ok(pool)
 }
+
+/// Answers whether the catalog database responds (readiness probes, health).
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query!("SELECT 1 AS one")
+        .fetch_one(pool)
+        .await
+        .map(drop)
+}

@@ -1,6 +1,8 @@
 //! Cellar's core: everything that is not HTTP, GraphQL or a binary's `main`.
 //!
 //! # Layout
+//! - [`auth`]: API tokens (stored hashed) and roles.
+//! - [`audit`]: the audit trail of API mutations, secrets scrubbed.
 //! - [`backup`]: taking and verifying backups: orchestration over dump, format and storage.
 //! - [`config`]: configuration from the environment, shared by the binaries (clap groups).
 //! - [`db`]: connecting to the catalog database (creating it when missing) and migrating it.
@@ -10,6 +12,8 @@
 //! - [`dump`]: reading a source database at one snapshot: schema, parallel COPY, sequences.
 //! - [`telemetry`]: tracing set-up (human or JSON logs).
 
+pub mod audit;
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod db;

@@ -25,6 +25,10 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
     w.register(backup::JOB_BACKUP, move |ctx| {
         run_backup(Arc::clone(&e), ctx)
     });
+    let d = Arc::clone(&env);
+    w.register(backup::JOB_DELETE, move |ctx| {
+        run_delete(Arc::clone(&d), ctx)
+    });
     let e = Arc::clone(&env);
     w.register(backup::JOB_VERIFY, move |ctx| {
         run_verify(Arc::clone(&e), ctx)
@@ -149,4 +153,12 @@ async fn run_rotate(env: Arc<BackupEnv>) -> Result<JobOutput, JobError> {
         )));
     }
     Ok(Some(serde_json::to_value(report).unwrap_or(Value::Null)))
+}
+
+async fn run_delete(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {
+    let id = backup_id(&ctx)?;
+    let removed = backup::delete::delete(&env, &id).await.map_err(job_error)?;
+    Ok(Some(
+        json!({ "backupId": id.as_str(), "objectsRemoved": removed }),
+    ))
 }

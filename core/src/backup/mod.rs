@@ -8,11 +8,17 @@
 //! - [`progress`]: the progress a backup reports, through a trait with a no-op implementation.
 //! - [`run`]: taking a backup (snapshot, schema, parallel COPY, manifest last; cleanup on failure).
 //! - [`verify`]: re-reading every object: sizes, both BLAKE3s, every frame, row counts.
+//! - [`listing`]: filtered pages with keyset cursors, and statistics (for the API).
+//! - [`requests`]: asking for verify or delete jobs, with the backup's state checked.
+//! - [`delete`]: removing a backup's objects and marking it deleted.
 
 pub mod catalog;
+pub mod delete;
 pub mod files;
 pub mod id;
+pub mod listing;
 pub mod progress;
+pub mod requests;
 pub mod rotate;
 pub mod run;
 pub mod settings;
@@ -28,6 +34,8 @@ pub const JOB_BACKUP: &str = "backup";
 pub const JOB_VERIFY: &str = "verify";
 /// Job kind of a key rotation over every backup.
 pub const JOB_ROTATE_KEYS: &str = "rotate_keys";
+/// Job kind of a deletion.
+pub const JOB_DELETE: &str = "delete";
 
 /// Why a backup or verification failed, classified where it is born.
 #[derive(Debug, thiserror::Error)]

@@ -142,7 +142,12 @@ impl Encoder {
         let (cipher, index, level) = (self.cipher.clone(), self.next_index, self.opts.level);
         self.next_index += 1;
         let permit = match &self.opts.budget {
-            Some(b) => Some(b.clone().acquire_owned().await.expect("budget is never closed")),
+            Some(b) => Some(
+                b.clone()
+                    .acquire_owned()
+                    .await
+                    .expect("budget is never closed"),
+            ),
             None => None,
         };
         self.in_flight

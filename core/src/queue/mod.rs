@@ -5,6 +5,7 @@
 //! - [`lease`]: claim in one statement, heartbeat, and every fenced write a worker makes
 //!   (complete, fail, snooze, release, cancel, progress).
 //! - [`control`]: operations from outside a worker: cancel, retry, read.
+//! - [`list`]: pages of jobs, and what changed since a moment (for the API).
 //! - [`maintenance`]: rescue of expired leases, pruning of finished jobs.
 //!
 //! A job's life is drawn in `docs/JOB_STATES.md`. The fencing token of a running job is
@@ -19,6 +20,7 @@ use uuid::Uuid;
 pub mod control;
 pub mod enqueue;
 pub mod lease;
+pub mod list;
 pub mod maintenance;
 
 pub use control::{JobRow, cancel, get, retry};

@@ -1,0 +1,91 @@
+//! The mutation root. Every mutation goes through `Services::mutate`: role checked first, one
+//! audit event written whatever the outcome.
+//!
+//! `restoreBackup` and `rollbackRestore` belong here too, over `core::restore` (being built in
+//! parallel): add them as methods below that call a `Services` method using
+//! `Permission::Restore`, exactly like `deleteBackup`.
+
+use async_graphql::{Context, ID, InputObject, Object, Result};
+
+use super::job::Job;
+use super::types::{BackupType, VerifyLevel};
+use super::{caller, services};
+use crate::service::backups::CreateBackup;
+
+/// What to back up.
+#[derive(InputObject)]
+pub struct CreateBackupInput {
+    /// Why (default MANUAL).
+    #[graphql(default_with = "BackupType::Manual")]
+    pub backup_type: BackupType,
+    /// Only these tables (`schema.name`, SQL quoting rules); all when left out.
+    pub tables: Option<Vec<String>>,
+    /// Non-database files (not supported yet: true is refused).
+    #[graphql(default)]
+    pub include_files: bool,
+    /// Also upload to Google Drive (not supported yet: true is refused).
+    #[graphql(default)]
+    pub upload_to_drive: bool,
+    /// Verify right after taking it.
+    #[graphql(default)]
+    pub verify_backup: bool,
+    /// Which configured source (default: the first).
+    pub source: Option<String>,
+}
+
+impl From<CreateBackupInput> for CreateBackup {
+    fn from(i: CreateBackupInput) -> Self {
+        Self {
+            backup_type: Some(i.backup_type.into()),
+            tables: i.tables,
+            include_files: i.include_files,
+            upload_to_drive: i.upload_to_drive,
+            verify_backup: i.verify_backup,
+            source: i.source,
+        }
+    }
+}
+
+/// Changes.
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Enqueues a backup; returns its job (with `backup { id }`). Operators and masters.
+    async fn create_backup(&self, ctx: &Context<'_>, input: CreateBackupInput) -> Result<Job> {
+        let (_, job) = services(ctx)
+            .create_backup(caller(ctx), input.into())
+            .await?;
+        Ok(job.into())
+    }
+
+    /// Enqueues a verification of a completed backup. Only DEEP exists today; QUICK and DRILL
+    /// are refused with INVALID_INPUT. Operators and masters.
+    async fn verify_backup(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default_with = "VerifyLevel::Deep")] level: VerifyLevel,
+    ) -> Result<Job> {
+        let job = services(ctx)
+            .verify_backup(caller(ctx), &id, level.into())
+            .await?;
+        Ok(job.into())
+    }
+
+    /// Enqueues the deletion of a backup's stored objects; the worker marks it DELETED when
+    /// done (the row stays, for the record). Masters.
+    async fn delete_backup(&self, ctx: &Context<'_>, id: ID) -> Result<Job> {
+        Ok(services(ctx).delete_backup(caller(ctx), &id).await?.into())
+    }
+
+    /// Cancels a job: masters any, operators the ones they started.
+    async fn cancel_job(&self, ctx: &Context<'_>, id: ID) -> Result<Job> {
+        Ok(services(ctx).cancel_job(caller(ctx), &id).await?.into())
+    }
+
+    /// Runs a cancelled or discarded job again. Masters.
+    async fn retry_job(&self, ctx: &Context<'_>, id: ID) -> Result<Job> {
+        Ok(services(ctx).retry_job(caller(ctx), &id).await?.into())
+    }
+}

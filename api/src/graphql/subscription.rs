@@ -1,0 +1,85 @@
+//! The subscription root, fed by the process's one [`Hub`] (a single LISTEN, fanned out).
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Result, Subscription as SubscriptionRoot};
+use cellar_core::auth::Permission;
+use cellar_core::queue::{self, JobRow};
+use futures::Stream;
+use tokio::sync::broadcast::{Receiver, error::RecvError};
+
+use super::job::{Job, JobEvent};
+use super::{caller, services};
+use crate::events::Hub;
+use crate::service::Services;
+use crate::service::jobs::parse_id;
+
+/// Live updates.
+pub struct Subscription;
+
+type Follow = (Option<Arc<JobRow>>, Receiver<Arc<JobRow>>, Services);
+
+/// The next row of job `id`: a pending one first, then the hub's; on lag, a fresh read.
+async fn next_row(id: i64, st: &mut Follow) -> Option<Arc<JobRow>> {
+    if let Some(row) = st.0.take() {
+        return Some(row);
+    }
+    loop {
+        match st.1.recv().await {
+            Ok(row) if row.id == id => return Some(row),
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => {
+                return queue::get(&st.2.pool, id).await.ok().map(Arc::new);
+            }
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+#[SubscriptionRoot]
+impl Subscription {
+    /// The job's state and progress now, then on every change, until it ends (the last item
+    /// is its final state). NOT_FOUND for an unknown job.
+    async fn job_progress(&self, ctx: &Context<'_>, id: ID) -> Result<impl Stream<Item = Job>> {
+        let (svc, who) = (services(ctx).clone(), caller(ctx).clone());
+        who.require(Permission::Read)?;
+        let id = parse_id(&id)?;
+        // Subscribe before reading, so no change between the read and the subscription is lost.
+        let rx = ctx.data_unchecked::<Arc<Hub>>().subscribe();
+        let first = svc.job(&who, &id.to_string()).await?;
+        let start: Option<Follow> = Some((Some(Arc::new(first)), rx, svc));
+        Ok(futures::stream::unfold(start, move |st| async move {
+            let mut st = st?;
+            let row = next_row(id, &mut st).await?;
+            let more = !row.state.is_final();
+            Some((Job(row), more.then_some(st)))
+        }))
+    }
+
+    /// Every job's state and progress changes (optionally of one kind), as they happen.
+    async fn job_events(
+        &self,
+        ctx: &Context<'_>,
+        kind: Option<String>,
+    ) -> Result<impl Stream<Item = JobEvent>> {
+        caller(ctx).require(Permission::Read)?;
+        let rx = ctx.data_unchecked::<Arc<Hub>>().subscribe();
+        Ok(futures::stream::unfold(rx, move |mut rx| {
+            let kind = kind.clone();
+            async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(row) if kind.as_ref().is_none_or(|k| *k == row.kind) => {
+                            return Some((JobEvent(row), rx));
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "a jobEvents subscriber fell behind");
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        }))
+    }
+}
