@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cellar_core::backup::{self, BackupEnv, BackupError, BackupId, Progress, ProgressReport};
+use cellar_core::restore::{self, RestoreError, RestoreId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -24,6 +25,10 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
     let e = Arc::clone(&env);
     w.register(backup::JOB_BACKUP, move |ctx| {
         run_backup(Arc::clone(&e), ctx)
+    });
+    let e = Arc::clone(&env);
+    w.register(restore::JOB_RESTORE, move |ctx| {
+        run_restore(Arc::clone(&e), ctx)
     });
     w.register(backup::JOB_VERIFY, move |ctx| {
         run_verify(Arc::clone(&env), ctx)
@@ -122,4 +127,32 @@ async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
         .await?;
     Ok(Some(serde_json::to_value(v).unwrap_or(Value::Null)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestoreArgs {
+    restore_id: i64,
+}
+
+/// `restore` (and rollbacks, which are restores of a safety backup). A failure leaves the
+/// target as it was; transient ones are retried.
+async fn run_restore(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {
+    let args: RestoreArgs = ctx.args()?;
+    let latest = Latest::default();
+    let id = RestoreId(args.restore_id);
+    let result = with_progress(
+        &ctx,
+        &latest,
+        restore::run::run(&env, id, &latest, &ctx.cancel),
+    )
+    .await
+    .map_err(|e| match e {
+        RestoreError::Permanent(m) => JobError::Permanent(m),
+        RestoreError::Transient(m) => JobError::Retry(m),
+        RestoreError::Cancelled => JobError::Cancelled,
+    })?;
+    ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
+        .await?;
+    Ok(Some(result))
 }
