@@ -15,16 +15,22 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures::StreamExt;
 use sqlx::PgConnection;
+use tokio::sync::mpsc;
 
 use super::RestoreError;
 use super::open::OpenedBackup;
 use super::target::Server;
 use crate::backup::{BackupEnv, Progress, ProgressReport};
 use crate::dump::quote_ident;
-use crate::format::ManifestObject;
 use crate::format::manifest::TableRef;
+use crate::format::reader::PlainStream;
+use crate::format::{FormatError, ManifestObject};
+
+/// Segments decoded ahead of the COPY, per connection (each about 4 MiB).
+const PREFETCH_SEGMENTS: usize = 2;
 
 /// Counters shared by parallel loads, turned into progress reports.
 pub struct Meter<'a> {
@@ -114,14 +120,14 @@ pub async fn copy_object(
             o.name
         ))
     };
-    let mut plain = backup.stream(env, o).await?;
+    let mut plain = prefetch(backup.stream(env, o).await?);
     let mut copy = conn
         .copy_in_raw(&copy_in_statement(table, columns))
         .await
         .map_err(|e| RestoreError::from(e).context(&format!("COPY into {shown}")))?;
     let (mut hasher, mut size) = (blake3::Hasher::new(), 0u64);
     loop {
-        let chunk = match plain.try_next().await {
+        let chunk = match plain.recv().await.transpose() {
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(e) => {
@@ -155,6 +161,21 @@ pub async fn copy_object(
     meter.objects.fetch_add(1, Ordering::Relaxed);
     meter.emit();
     Ok(rows)
+}
+
+/// Decodes ahead on a task of its own, so decrypting and gunzipping the next segment overlaps
+/// with the server ingesting this one. Stops when the receiver goes away or after an error.
+fn prefetch(mut plain: PlainStream) -> mpsc::Receiver<Result<Bytes, FormatError>> {
+    let (tx, rx) = mpsc::channel(PREFETCH_SEGMENTS);
+    tokio::spawn(async move {
+        while let Some(item) = plain.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 impl Meter<'_> {
