@@ -56,12 +56,14 @@ pub async fn run(
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     }
-    // Index builds use more memory than the server's default allows for speed; harmless to
-    // the (not yet visible) database being built.
-    cmd.env(
-        "PGOPTIONS",
-        "-c maintenance_work_mem=256MB -c synchronous_commit=off",
-    );
+    // Index builds get more memory than the server's default, which speeds up sorts and GIN
+    // builds of the (not yet visible) database; an operator's own PGOPTIONS wins.
+    if std::env::var_os("PGOPTIONS").is_none() {
+        cmd.env(
+            "PGOPTIONS",
+            "-c maintenance_work_mem=256MB -c synchronous_commit=off",
+        );
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
