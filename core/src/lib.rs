@@ -9,6 +9,8 @@
 //! - [`queue`]: the Postgres job queue (enqueue, claim, heartbeat, fenced writes, rescue).
 //! - [`storage`]: the `Storage` trait, its backends and their conformance suite.
 //! - [`format`]: the backup format: segments, gzip, AES-256-GCM frames, keys, the manifest.
+//! - [`restore`]: restoring a whole database (built aside, swapped in) or chosen tables (one
+//!   transaction), after a safety backup.
 //! - [`dump`]: reading a source database at one snapshot: schema, parallel COPY, sequences.
 //! - [`telemetry`]: tracing set-up (human or JSON logs).
 
@@ -20,5 +22,6 @@ pub mod db;
 pub mod dump;
 pub mod format;
 pub mod queue;
+pub mod restore;
 pub mod storage;
 pub mod telemetry;

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cellar_core::backup::{self, BackupEnv, BackupError, BackupId, Progress, ProgressReport};
+use cellar_core::restore::{self, RestoreError, RestoreId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -28,6 +29,10 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
     let d = Arc::clone(&env);
     w.register(backup::JOB_DELETE, move |ctx| {
         run_delete(Arc::clone(&d), ctx)
+    });
+    let r = Arc::clone(&env);
+    w.register(restore::JOB_RESTORE, move |ctx| {
+        run_restore(Arc::clone(&r), ctx)
     });
     let e = Arc::clone(&env);
     w.register(backup::JOB_VERIFY, move |ctx| {
@@ -161,4 +166,32 @@ async fn run_delete(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     Ok(Some(
         json!({ "backupId": id.as_str(), "objectsRemoved": removed }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestoreArgs {
+    restore_id: i64,
+}
+
+/// `restore` (and rollbacks, which are restores of a safety backup). A failure leaves the
+/// target as it was; transient ones are retried.
+async fn run_restore(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {
+    let args: RestoreArgs = ctx.args()?;
+    let latest = Latest::default();
+    let id = RestoreId(args.restore_id);
+    let result = with_progress(
+        &ctx,
+        &latest,
+        restore::run::run(&env, id, &latest, &ctx.cancel),
+    )
+    .await
+    .map_err(|e| match e {
+        RestoreError::Permanent(m) => JobError::Permanent(m),
+        RestoreError::Transient(m) => JobError::Retry(m),
+        RestoreError::Cancelled => JobError::Cancelled,
+    })?;
+    ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
+        .await?;
+    Ok(Some(result))
 }

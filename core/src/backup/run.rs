@@ -405,6 +405,10 @@ fn manifest_tables(tables: &[TableInfo], results: &[TaskResult]) -> Vec<Manifest
             )
         })
         .collect();
+    let columns: BTreeMap<(&str, &str), &Vec<String>> = tables
+        .iter()
+        .map(|t| ((t.name.schema(), t.name.name()), &t.columns))
+        .collect();
     for r in results {
         let k = (
             r.task.table.name.schema().to_string(),
@@ -417,6 +421,9 @@ fn manifest_tables(tables: &[TableInfo], results: &[TaskResult]) -> Vec<Manifest
     by_table
         .into_iter()
         .map(|((schema, name), (rows, objects))| ManifestTable {
+            columns: columns
+                .get(&(schema.as_str(), name.as_str()))
+                .map(|c| c.to_vec()),
             schema,
             name,
             rows,

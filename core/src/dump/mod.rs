@@ -31,6 +31,7 @@ pub use error::{DumpError, Result, redact_text, redact_url};
 pub use ident::{TableName, quote_ident};
 pub use plan::{BLOCK_SIZE, CopyTask, DEFAULT_CHUNK_BYTES, PageRange, plan_copy};
 pub use schema::PgDump;
+pub(crate) use schema::split_password;
 pub use sequences::SequenceValue;
 pub use snapshot::{RoleInfo, Snapshot};
 

@@ -37,6 +37,11 @@ impl PgDump {
         }
     }
 
+    /// The program, so restore can find pg_restore beside it.
+    pub fn program(&self) -> &std::path::Path {
+        &self.program
+    }
+
     /// pg_dump's major version, from `pg_dump --version` ("pg_dump (PostgreSQL) 15.20 ...").
     #[tracing::instrument(skip_all, fields(program = %self.program.display()))]
     pub async fn version(&self) -> Result<u32> {
@@ -185,7 +190,7 @@ fn check_major(pg_dump_major: u32, server_version_num: i32) -> Result<()> {
 
 /// Moves the password out of a `scheme://user:password@host/...` URL, percent-decoded for
 /// PGPASSWORD. Any other URL comes back unchanged.
-fn split_password(url: &str) -> (String, Option<String>) {
+pub(crate) fn split_password(url: &str) -> (String, Option<String>) {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return (url.to_string(), None);
     };

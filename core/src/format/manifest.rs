@@ -91,6 +91,11 @@ pub struct ManifestTable {
     pub rows: u64,
     /// The objects holding its data, in order.
     pub objects: Vec<ObjectKey>,
+    /// The COPY column list of its data objects (non-generated columns in attnum order), so a
+    /// restore into a table whose columns were reordered or added still lines values up.
+    /// Absent in manifests written before it existed: restore then uses the target's columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
 }
 
 /// The backup's table of contents.
@@ -240,6 +245,7 @@ mod tests {
             name: "secret_customers".into(),
             rows: 3,
             objects: vec![name],
+            columns: Some(vec!["id".into(), "e\"mail".into()]),
         });
         m.extra.insert("future".into(), serde_json::json!({"x": 1}));
         m
@@ -283,6 +289,15 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, FormatError::Auth { object: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn manifests_without_column_lists_still_read() {
+        let backup = Uuid::new_v4();
+        let mut v = serde_json::to_value(sample(backup)).unwrap();
+        v["tables"][0].as_object_mut().unwrap().remove("columns");
+        let m = Manifest::from_json(&serde_json::to_vec(&v).unwrap(), backup).unwrap();
+        assert_eq!(m.tables[0].columns, None);
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! Restore wall time: Cellar's full restore against `pg_restore -j N` of a `pg_dump -Fd` of the
+//! same database, and against `pg_restore --single-transaction` (the one-transaction design),
+//! indexes included in every column. Prints one Markdown row.
+//!
+//! `cargo run --release -p cellar-tests --bin bench_restore -- --scale 50` (pgbench data), or
+//! `--sql FILE` to load another dataset.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, ensure};
+use cellar_core::backup::catalog::{self as backups, BackupRequest};
+use cellar_core::backup::{BackupSettings, Progress, ProgressReport, run as backup_run};
+use cellar_core::format::KeyRing;
+use cellar_core::restore::{RestoreRequest, catalog, run};
+use cellar_tests::{TestDb, admin_url};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Prints when each restore phase begins, to stderr.
+struct PhaseClock(Instant, std::sync::Mutex<String>);
+
+impl Progress for PhaseClock {
+    fn report(&self, r: ProgressReport) {
+        let mut last = self.1.lock().expect("phase");
+        if *last != r.phase {
+            eprintln!("{:7.2} s  {}", self.0.elapsed().as_secs_f64(), r.phase);
+            *last = r.phase;
+        }
+    }
+}
+
+#[derive(Parser)]
+struct Args {
+    /// pgbench scale of the source (ignored with --sql).
+    #[arg(long, default_value_t = 50)]
+    scale: u32,
+    /// Load this SQL file instead of pgbench data.
+    #[arg(long)]
+    sql: Option<PathBuf>,
+    /// `-v scale=N` for the SQL file (datasets/realistic.sql reads it).
+    #[arg(long, default_value_t = 1)]
+    sql_scale: u32,
+    /// Parallel connections for both Cellar and pg_restore.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+fn sh(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn timed(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let source = TestDb::empty().await;
+    let dataset = match &args.sql {
+        Some(f) => {
+            let scale = format!("scale={}", args.sql_scale);
+            sh(Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", &scale])
+                .args(["-d", source.url.expose(), "-f"])
+                .arg(f))?;
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            format!("{name} scale={}", args.sql_scale)
+        }
+        None => {
+            let s = args.scale.to_string();
+            sh(Command::new("pgbench").args(["-i", "-q", "-s", &s, source.url.expose()]))?;
+            format!("pgbench -s {}", args.scale)
+        }
+    };
+    sh(Command::new("psql").args(["-X", "-q", "-d", source.url.expose(), "-c", "CHECKPOINT"]))?;
+    let dir = tempfile::tempdir()?;
+
+    // pg_dump -Fd, then pg_restore -j N and pg_restore --single-transaction into new databases.
+    let dump = dir.path().join("dump");
+    let jobs = args.jobs.to_string();
+    sh(Command::new("pg_dump")
+        .args(["-Fd", "-j", &jobs, "-f"])
+        .arg(&dump)
+        .arg(source.url.expose()))?;
+    let pr_db = TestDb::empty().await;
+    let pg_restore = timed(|| {
+        sh(Command::new("pg_restore")
+            .args(["-j", &jobs, "-d", pr_db.url.expose()])
+            .arg(&dump))
+    })?;
+    drop(pr_db);
+    let one_db = TestDb::empty().await;
+    let single = timed(|| {
+        sh(Command::new("pg_restore")
+            .args(["--single-transaction", "-d", one_db.url.expose()])
+            .arg(&dump))
+    })?;
+    drop(one_db);
+
+    // Cellar: a backup of the same database, restored into a new one.
+    let (catalog_db, pool) = TestDb::catalog().await;
+    let settings = BackupSettings {
+        source_url: Some(format!("src={}", source.url.expose())),
+        backup_dir: dir.path().join("backups"),
+        encryption_key: Some(KeyRing::generate_entry()),
+        encryption_key_file: None,
+        jobs: Some(args.jobs),
+        gzip_level: 1,
+        split_table_mib: 64,
+        files_dir: None,
+        pg_dump: "pg_dump".into(),
+    };
+    let env = settings
+        .build(pool.clone(), &catalog_db.url)
+        .map_err(anyhow::Error::msg)?;
+    let req = BackupRequest {
+        source: "src".into(),
+        ..Default::default()
+    };
+    let (id, _) = backups::create(&pool, &req).await?;
+    let cancel = CancellationToken::new();
+    backup_run::take(&env, &id, &(), &cancel).await?;
+    let target = format!("{}_cellar", source.name);
+    let mut r = RestoreRequest::new(id);
+    r.target_database = Some(target.clone());
+    let (rid, _) = catalog::create(&pool, &r).await?;
+    let t = Instant::now();
+    let clock = PhaseClock(t, Default::default());
+    let restored = run::run(&env, rid, &clock, &cancel).await;
+    eprintln!("{:7.2} s  done", t.elapsed().as_secs_f64());
+    let cellar = t.elapsed().as_secs_f64();
+    let _guard = TestDb {
+        name: target.clone(),
+        url: admin_url().with_database(&target),
+    };
+    restored?;
+
+    println!(
+        "| dataset | pg_restore -j{jobs} (-Fd) | pg_restore --single-transaction | Cellar restore -j{jobs} | Cellar / pg_restore -j{jobs} |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {dataset} | {pg_restore:.2} s | {single:.2} s | {cellar:.2} s | {:.2}x |",
+        cellar / pg_restore
+    );
+    Ok(())
+}
