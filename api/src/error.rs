@@ -106,3 +106,16 @@ impl From<AuthError> for ApiError {
         }
     }
 }
+
+impl From<cellar_core::restore::RequestError> for ApiError {
+    fn from(e: cellar_core::restore::RequestError) -> Self {
+        use cellar_core::restore::RequestError as R;
+        match e {
+            R::Invalid(m) => Self::InvalidInput(m),
+            R::NotFound(m) => Self::NotFound(m),
+            R::Conflict(m) => Self::Conflict(m),
+            R::Db(d) => Self::internal(d),
+            R::Queue(q) => q.into(),
+        }
+    }
+}

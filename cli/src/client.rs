@@ -39,7 +39,7 @@ impl Api {
     /// A client for the API at `url` (trailing slash ignored).
     pub fn new(url: &str, token: Option<String>) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: cellar_core::http::client(),
             url: url.trim_end_matches('/').to_string(),
             token,
         }

@@ -8,6 +8,7 @@
 //! - [`db`]: connecting to the catalog database (creating it when missing) and migrating it.
 //! - [`queue`]: the Postgres job queue (enqueue, claim, heartbeat, fenced writes, rescue).
 //! - [`storage`]: the `Storage` trait, its backends and their conformance suite.
+//! - [`http`]: the HTTP client (rustls with the ring provider installed).
 //! - [`format`]: the backup format: segments, gzip, AES-256-GCM frames, keys, the manifest.
 //! - [`restore`]: restoring a whole database (built aside, swapped in) or chosen tables (one
 //!   transaction), after a safety backup.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod dump;
 pub mod format;
+pub mod http;
 pub mod queue;
 pub mod restore;
 pub mod storage;

@@ -90,6 +90,13 @@ fn ops(backup: &str, job: i64, cancelled_job: i64) -> Vec<Op> {
             json!({"id": cancelled_job}),
         ),
         op(
+            "restoreBackup",
+            true,
+            Permission::Restore,
+            "mutation($id: ID!) { restoreBackup(input: {backupId: $id, targetDatabase: \"cellar_authz_restore_target\", confirmRestore: true}) { id } }",
+            json!({"id": backup}),
+        ),
+        op(
             "deleteBackup",
             true,
             Permission::DeleteBackup,

@@ -1,6 +1,6 @@
 //! End to end with the real processes: `cellar-api` and `cellar-worker` binaries on a fresh
 //! catalog. A backup is created over GraphQL, followed over a websocket subscription to its
-//! end, listed, deleted; the `cellar` CLI binary is checked for its exit codes.
+//! end, listed, restored into a new database (dbdiff against the source), deleted; the `cellar` CLI binary is checked for its exit codes.
 //!
 //! The binaries are found next to this test's directory (`target/debug/`): `cargo test
 //! --workspace` builds them; with `-p cellar-tests` alone, run `cargo build --bins` first.
@@ -106,7 +106,7 @@ async fn backup_over_graphql_followed_live_listed_and_deleted() {
     ];
     let _api = spawn("cellar-api", &env, &dir.path().join("api.log"));
     let _worker = spawn("cellar-worker", &env, &dir.path().join("worker.log"));
-    let http = reqwest::Client::new();
+    let http = cellar_core::http::client();
     wait_for(Duration::from_secs(30), "the API to be ready", || async {
         let r = http.get(format!("{url}/readyz")).send().await;
         r.is_ok_and(|r| r.status().is_success())
@@ -146,6 +146,7 @@ async fn backup_over_graphql_followed_live_listed_and_deleted() {
     assert_eq!(page["statistics"]["byType"], json!({"manual": 1}), "{page}");
 
     check_cli_exit_codes(&url, &token, &backup_id);
+    restore_into_a_new_database(&api, &backup_id, &src).await;
 
     let delete = "mutation($id: ID!) { deleteBackup(id: $id) { id } }";
     let job = api.request(delete, json!({"id": backup_id})).await.unwrap()["deleteBackup"].clone();
@@ -164,6 +165,40 @@ async fn backup_over_graphql_followed_live_listed_and_deleted() {
             .join("MANIFEST")
             .exists()
     );
+}
+
+/// restoreBackup into a new database, followed to its end; the result equals the source.
+async fn restore_into_a_new_database(api: &cellar_cli::client::Api, backup_id: &str, src: &TestDb) {
+    let target = format!("{}_restored", src.name);
+    let restore = "mutation($input: RestoreBackupInput!) { restoreBackup(input: $input) { id } }";
+    let mut input = json!({"backupId": backup_id, "targetDatabase": target});
+    let refused = api.request(restore, json!({"input": input.clone()})).await;
+    assert!(
+        format!("{refused:?}").contains("confirmRestore"),
+        "{refused:?}"
+    );
+    input["confirmRestore"] = json!(true);
+    let job = api.request(restore, json!({"input": input})).await.unwrap()["restoreBackup"].clone();
+    let updates = follow(api, &job["id"]).await;
+    let done = updates.last().unwrap();
+    let result = match cellar_tests::shared_dir() {
+        Some(shared) => std::process::Command::new(shared.join("tools/dbdiff"))
+            .args([&src.name, &target])
+            .output()
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stdout).into_owned(),
+                )
+            }),
+        None => Ok((true, "dbdiff skipped".into())),
+    };
+    cellar_tests::psql_admin(&format!(
+        "DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"
+    ));
+    assert_eq!(done["state"], "COMPLETED", "{updates:?}");
+    let (same, report) = result.unwrap();
+    assert!(same, "restored database differs from the source: {report}");
 }
 
 async fn follow(api: &cellar_cli::client::Api, id: &Value) -> Vec<Value> {

@@ -58,9 +58,29 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
             "NOT_FOUND",
         ),
         (
-            "mutation($id: ID!) { verifyBackup(id: $id, level: QUICK) { id } }",
+            "mutation($id: ID!) { verifyBackup(id: $id, level: DRILL) { id } }",
             json!({"id": backup.as_str()}),
             "INVALID_INPUT",
+        ),
+        (
+            "mutation($id: ID!) { restoreBackup(input: {backupId: $id}) { id } }",
+            json!({"id": backup.as_str()}),
+            "INVALID_INPUT",
+        ),
+        (
+            "mutation { restoreBackup(input: {backupId: \"../../etc\", confirmRestore: true}) { id } }",
+            json!({}),
+            "INVALID_INPUT",
+        ),
+        (
+            "mutation($id: ID!) { restoreBackup(input: {backupId: $id, confirmRestore: true, targetDatabase: \"x\\u0000y\"}) { id } }",
+            json!({"id": backup.as_str()}),
+            "INVALID_INPUT",
+        ),
+        (
+            "mutation { rollbackRestore(jobId: \"999999\") { id } }",
+            json!({}),
+            "NOT_FOUND",
         ),
         (
             "mutation($id: ID!) { retryJob(id: $id) { id } }",

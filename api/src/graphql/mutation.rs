@@ -1,9 +1,5 @@
 //! The mutation root. Every mutation goes through `Services::mutate`: role checked first, one
 //! audit event written whatever the outcome.
-//!
-//! `restoreBackup` and `rollbackRestore` belong here too, over `core::restore` (being built in
-//! parallel): add them as methods below that call a `Services` method using
-//! `Permission::Restore`, exactly like `deleteBackup`.
 
 use async_graphql::{Context, ID, InputObject, Object, Result};
 
@@ -11,6 +7,7 @@ use super::job::Job;
 use super::types::{BackupType, VerifyLevel};
 use super::{caller, services};
 use crate::service::backups::CreateBackup;
+use crate::service::restores::RestoreInput;
 
 /// What to back up.
 #[derive(InputObject)]
@@ -20,7 +17,7 @@ pub struct CreateBackupInput {
     pub backup_type: BackupType,
     /// Only these tables (`schema.name`, SQL quoting rules); all when left out.
     pub tables: Option<Vec<String>>,
-    /// Non-database files (not supported yet: true is refused).
+    /// Also archive the application's files directory (CELLAR_FILES_DIR on the workers).
     #[graphql(default)]
     pub include_files: bool,
     /// Also upload to Google Drive (not supported yet: true is refused).
@@ -42,6 +39,35 @@ impl From<CreateBackupInput> for CreateBackup {
             upload_to_drive: i.upload_to_drive,
             verify_backup: i.verify_backup,
             source: i.source,
+        }
+    }
+}
+
+/// What to restore, and where.
+#[derive(InputObject)]
+pub struct RestoreBackupInput {
+    /// The backup to restore.
+    pub backup_id: ID,
+    /// Only these tables (`schema.name`); all when left out.
+    pub tables: Option<Vec<String>>,
+    /// Another database on the same server (created when missing); default: the backup's source.
+    pub target_database: Option<String>,
+    /// Must be true: a restore replaces data.
+    #[graphql(default)]
+    pub confirm_restore: bool,
+    /// Back up what will be replaced first (default true); rollbackRestore needs it.
+    #[graphql(default = true)]
+    pub create_safety_backup: bool,
+}
+
+impl From<RestoreBackupInput> for RestoreInput {
+    fn from(i: RestoreBackupInput) -> Self {
+        Self {
+            backup_id: i.backup_id.to_string(),
+            tables: i.tables,
+            target_database: i.target_database,
+            confirm_restore: i.confirm_restore,
+            create_safety_backup: i.create_safety_backup,
         }
     }
 }
@@ -77,6 +103,23 @@ impl Mutation {
     /// done (the row stays, for the record). Masters.
     async fn delete_backup(&self, ctx: &Context<'_>, id: ID) -> Result<Job> {
         Ok(services(ctx).delete_backup(caller(ctx), &id).await?.into())
+    }
+
+    /// Enqueues a restore (a safety backup first, unless turned off); refused without
+    /// `confirmRestore: true`. Masters.
+    async fn restore_backup(&self, ctx: &Context<'_>, input: RestoreBackupInput) -> Result<Job> {
+        let job = services(ctx)
+            .restore_backup(caller(ctx), input.into())
+            .await?;
+        Ok(job.into())
+    }
+
+    /// Rolls back the restore that ran as job `jobId` by restoring its safety backup. Masters.
+    async fn rollback_restore(&self, ctx: &Context<'_>, job_id: ID) -> Result<Job> {
+        Ok(services(ctx)
+            .rollback_restore(caller(ctx), &job_id)
+            .await?
+            .into())
     }
 
     /// Cancels a job: masters any, operators the ones they started.

@@ -45,7 +45,7 @@ pub enum JobState {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "DomainLevel")]
 pub enum VerifyLevel {
-    /// Sizes and manifest only (not supported yet).
+    /// KEY and MANIFEST authenticate; every object present at its recorded size.
     Quick,
     /// Every byte read, authenticated, decompressed and counted.
     Deep,

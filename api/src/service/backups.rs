@@ -35,7 +35,7 @@ pub struct CreateBackup {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VerifyLevel {
-    /// Sizes and the manifest only (not supported yet).
+    /// KEY and MANIFEST authenticate; every object present at its recorded size.
     Quick,
     /// Every byte read, authenticated, decompressed and counted.
     Deep,
@@ -165,12 +165,16 @@ impl Services {
         };
         self.mutate(caller, Permission::VerifyBackup, audit, |_| async {
             let id = parse_id(id)?;
-            if level != VerifyLevel::Deep {
-                return Err(ApiError::InvalidInput(format!(
-                    "verification level {level:?} is not supported yet: use DEEP"
-                )));
-            }
-            let job = requests::verify(&self.pool, &id).await?;
+            let level = match level {
+                VerifyLevel::Quick => cellar_core::backup::verify::Level::Quick,
+                VerifyLevel::Deep => cellar_core::backup::verify::Level::Deep,
+                VerifyLevel::Drill => {
+                    return Err(ApiError::InvalidInput(
+                        "verification level DRILL is not supported yet: use QUICK or DEEP".into(),
+                    ));
+                }
+            };
+            let job = requests::verify(&self.pool, &id, level).await?;
             Ok((queue::get(&self.pool, job.id).await?, Some(job.id)))
         })
         .await

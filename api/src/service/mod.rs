@@ -22,6 +22,7 @@ pub mod admin;
 pub mod backups;
 pub mod health;
 pub mod jobs;
+pub mod restores;
 
 /// Who is asking: resolved from the bearer token (HTTP) or `connectionParams.token` (websocket).
 #[derive(Clone, Debug, Default)]

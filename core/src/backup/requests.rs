@@ -31,10 +31,14 @@ impl From<sqlx::Error> for RequestError {
     }
 }
 
-/// Enqueues a deep verification of a completed backup.
-pub async fn verify(pool: &PgPool, id: &BackupId) -> Result<Enqueued, RequestError> {
-    let job = NewJob::new(JOB_VERIFY, json!({ "backupId": id.as_str() }))
-        .with_dedupe_key(format!("verify:{id}"));
+/// Enqueues a verification of a completed backup at `level`.
+pub async fn verify(
+    pool: &PgPool,
+    id: &BackupId,
+    level: super::verify::Level,
+) -> Result<Enqueued, RequestError> {
+    let args = json!({ "backupId": id.as_str(), "level": level });
+    let job = NewJob::new(JOB_VERIFY, args).with_dedupe_key(format!("verify:{id}"));
     enqueue_if(pool, id, &job, |s| match s {
         BackupState::Completed => Ok(()),
         _ => Err("only completed backups can be verified"),

@@ -269,6 +269,14 @@ pub async fn get(pool: &PgPool, id: RestoreId) -> Result<Option<RestoreRow>, sql
     .await
 }
 
+/// The restore a job runs (the API names restores by their job, as the seed did).
+pub async fn by_job(pool: &PgPool, job_id: i64) -> Result<Option<RestoreId>, sqlx::Error> {
+    let id = sqlx::query_scalar!("SELECT id FROM restore WHERE job_id = $1", job_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(id.map(RestoreId))
+}
+
 /// The newest restores first.
 pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<RestoreRow>, sqlx::Error> {
     sqlx::query_as!(

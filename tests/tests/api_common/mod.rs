@@ -59,7 +59,7 @@ impl Api {
             url,
             state,
             stop,
-            http: reqwest::Client::new(),
+            http: cellar_core::http::client(),
         }
     }
 

@@ -70,7 +70,7 @@ impl Api {
         policy: RetryPolicy,
         backend: String,
     ) -> Result<Self, StorageError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::http::install_crypto_provider();
         let account = key.client_email.clone();
         let mut builder = yup_oauth2::ServiceAccountAuthenticator::builder(key);
         if let Some(s) = subject {
