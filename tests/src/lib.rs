@@ -123,3 +123,23 @@ pub fn shared_dir() -> Option<PathBuf> {
     eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
     None
 }
+
+/// Backup settings for tests: `source` as the only source (named `src`), objects under `dir`,
+/// master key `key`, 2 COPY lanes, gzip 1 and 1 MiB split chunks (so small tables still split).
+pub fn backup_settings(
+    source: &TestDb,
+    dir: &std::path::Path,
+    key: &str,
+) -> cellar_core::backup::BackupSettings {
+    cellar_core::backup::BackupSettings {
+        source_url: Some(format!("src={}", source.url.expose())),
+        backup_dir: dir.to_path_buf(),
+        encryption_key: Some(key.to_string()),
+        encryption_key_file: None,
+        jobs: Some(2),
+        gzip_level: 1,
+        split_table_mib: 1,
+        files_dir: None,
+        pg_dump: "pg_dump".into(),
+    }
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cellar_core::backup::catalog::{self, BackupRequest};
-use cellar_core::backup::{BackupEnv, BackupId, BackupSettings, BackupState, verify};
+use cellar_core::backup::{BackupEnv, BackupId, BackupState, verify};
 use cellar_core::format::KeyRing;
 use cellar_tests::{TestDb, shared_dir};
 use cellar_worker::{RunOnce, Worker, WorkerConfig};
@@ -30,20 +30,6 @@ fn load(db: &TestDb, file: &Path) {
         file.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn settings(source: &TestDb, dir: &Path, key: &str) -> BackupSettings {
-    BackupSettings {
-        source_url: Some(format!("src={}", source.url.expose())),
-        backup_dir: dir.to_path_buf(),
-        encryption_key: Some(key.to_string()),
-        encryption_key_file: None,
-        jobs: Some(2),
-        gzip_level: 1,
-        split_table_mib: 1,
-        files_dir: None,
-        pg_dump: "pg_dump".into(),
-    }
 }
 
 async fn run_jobs(env: BackupEnv, pool: &sqlx::PgPool) {
@@ -87,7 +73,7 @@ async fn pagila_backs_up_verifies_and_every_flipped_byte_is_named() {
     let (catalog_db, pool) = TestDb::catalog().await;
     let dir = tempfile::tempdir().unwrap();
     let key = KeyRing::generate_entry();
-    let env = settings(&source, dir.path(), &key)
+    let env = cellar_tests::backup_settings(&source, dir.path(), &key)
         .build(pool.clone(), &catalog_db.url)
         .unwrap();
     let req = BackupRequest {
@@ -152,7 +138,7 @@ async fn pagila_backs_up_verifies_and_every_flipped_byte_is_named() {
     );
 
     // Another master key cannot open it, and says which key is missing.
-    let other = settings(&source, dir.path(), &KeyRing::generate_entry())
+    let other = cellar_tests::backup_settings(&source, dir.path(), &KeyRing::generate_entry())
         .build(pool.clone(), &catalog_db.url)
         .unwrap();
     let v = verify::verify(&other, &id, &()).await.unwrap();
@@ -182,7 +168,7 @@ async fn a_selective_backup_holds_only_the_chosen_tables() {
     .unwrap();
     let (catalog_db, pool) = TestDb::catalog().await;
     let dir = tempfile::tempdir().unwrap();
-    let env = settings(&source, dir.path(), &KeyRing::generate_entry())
+    let env = cellar_tests::backup_settings(&source, dir.path(), &KeyRing::generate_entry())
         .build(pool.clone(), &catalog_db.url)
         .unwrap();
     let req = BackupRequest {
@@ -204,7 +190,7 @@ async fn a_failed_backup_leaves_no_objects_and_says_why() {
     let source = TestDb::empty().await;
     let (catalog_db, pool) = TestDb::catalog().await;
     let dir = tempfile::tempdir().unwrap();
-    let env = settings(&source, dir.path(), &KeyRing::generate_entry())
+    let env = cellar_tests::backup_settings(&source, dir.path(), &KeyRing::generate_entry())
         .build(pool.clone(), &catalog_db.url)
         .unwrap();
     let req = BackupRequest {
@@ -250,7 +236,7 @@ async fn attached_files_are_archived_when_asked_and_refused_when_unconfigured() 
         vec![42u8; 2_500_000],
     )
     .unwrap();
-    let mut s = settings(&source, dir.path(), &KeyRing::generate_entry());
+    let mut s = cellar_tests::backup_settings(&source, dir.path(), &KeyRing::generate_entry());
     s.files_dir = Some(files.path().to_path_buf());
     let env = s.build(pool.clone(), &catalog_db.url).unwrap();
     let req = BackupRequest {
@@ -288,7 +274,7 @@ async fn key_rotation_rewraps_without_touching_data() {
     let (catalog_db, pool) = TestDb::catalog().await;
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (KeyRing::generate_entry(), KeyRing::generate_entry());
-    let env_old = settings(&source, dir.path(), &old)
+    let env_old = cellar_tests::backup_settings(&source, dir.path(), &old)
         .build(pool.clone(), &catalog_db.url)
         .unwrap();
     let (id, _) = catalog::create(
@@ -303,7 +289,7 @@ async fn key_rotation_rewraps_without_touching_data() {
     run_jobs(env_old.clone(), &pool).await;
     let data_before = std::fs::read(dir.path().join(format!("{id}/data/000003"))).unwrap();
 
-    let both = settings(&source, dir.path(), &format!("{new},{old}"))
+    let both = cellar_tests::backup_settings(&source, dir.path(), &format!("{new},{old}"))
         .build(pool.clone(), &catalog_db.url)
         .unwrap();
     let report = cellar_core::backup::rotate::rotate_all(&both)
@@ -318,7 +304,7 @@ async fn key_rotation_rewraps_without_touching_data() {
         .unwrap();
     assert_eq!((again.rewrapped.len(), again.current), (0, 1), "idempotent");
 
-    let only_new = settings(&source, dir.path(), &new)
+    let only_new = cellar_tests::backup_settings(&source, dir.path(), &new)
         .build(pool.clone(), &catalog_db.url)
         .unwrap();
     assert!(
@@ -349,7 +335,7 @@ async fn quick_verification_catches_missing_and_resized_objects() {
         .unwrap();
     let (catalog_db, pool) = TestDb::catalog().await;
     let dir = tempfile::tempdir().unwrap();
-    let env = settings(&source, dir.path(), &KeyRing::generate_entry())
+    let env = cellar_tests::backup_settings(&source, dir.path(), &KeyRing::generate_entry())
         .build(pool.clone(), &catalog_db.url)
         .unwrap();
     let (id, _) = catalog::create(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cellar_core::backup::catalog::{self as backups, BackupRequest};
-use cellar_core::backup::{BackupEnv, BackupId, BackupSettings, BackupState};
+use cellar_core::backup::{BackupEnv, BackupId, BackupState};
 use cellar_core::config::DbUrl;
 use cellar_core::format::KeyRing;
 use cellar_core::restore::{RestoreId, RestoreRequest, RestoreRow, catalog};
@@ -31,7 +31,7 @@ impl Fixture {
         let (catalog, pool) = TestDb::catalog().await;
         let dir = tempfile::tempdir().unwrap();
         let key = KeyRing::generate_entry();
-        let env = settings(&source, dir.path(), &key)
+        let env = cellar_tests::backup_settings(&source, dir.path(), &key)
             .build(pool.clone(), &catalog.url)
             .unwrap();
         Self {
@@ -46,7 +46,7 @@ impl Fixture {
 
     /// The same catalog and storage, another master key.
     pub fn env_with_key(&self, key: &str) -> BackupEnv {
-        settings(&self.source, self.dir.path(), key)
+        cellar_tests::backup_settings(&self.source, self.dir.path(), key)
             .build(self.pool.clone(), &self.catalog.url)
             .unwrap()
     }
@@ -87,20 +87,6 @@ impl Fixture {
     pub async fn backup_state(&self, id: &str) -> BackupState {
         let id: BackupId = id.parse().unwrap();
         backups::get(&self.pool, &id).await.unwrap().unwrap().state
-    }
-}
-
-fn settings(source: &TestDb, dir: &Path, key: &str) -> BackupSettings {
-    BackupSettings {
-        source_url: Some(format!("src={}", source.url.expose())),
-        backup_dir: dir.to_path_buf(),
-        encryption_key: Some(key.to_string()),
-        encryption_key_file: None,
-        jobs: Some(2),
-        gzip_level: 1,
-        split_table_mib: 1,
-        files_dir: None,
-        pg_dump: "pg_dump".into(),
     }
 }
 
