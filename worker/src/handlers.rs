@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cellar_core::backup::upload::{CheckpointSink, UploadState};
 use cellar_core::backup::{self, BackupEnv, BackupError, BackupId, Progress, ProgressReport};
 use cellar_core::restore::{self, RestoreError, RestoreId};
 use serde::Deserialize;
@@ -37,6 +38,10 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
     let e = Arc::clone(&env);
     w.register(backup::JOB_VERIFY, move |ctx| {
         run_verify(Arc::clone(&e), ctx)
+    });
+    let u = Arc::clone(&env);
+    w.register(backup::JOB_UPLOAD, move |ctx| {
+        run_upload(Arc::clone(&u), ctx)
     });
     w.register(backup::JOB_ROTATE_KEYS, move |_ctx| {
         run_rotate(Arc::clone(&env))
@@ -146,6 +151,53 @@ async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
         .await?;
     Ok(Some(serde_json::to_value(v).unwrap_or(Value::Null)))
+}
+
+/// Saves upload checkpoints in the job row (fenced on the lease).
+struct JobCheckpoints<'a>(&'a JobContext);
+
+#[async_trait::async_trait]
+impl CheckpointSink for JobCheckpoints<'_> {
+    async fn save(&self, state: &UploadState) -> Result<(), BackupError> {
+        let v = serde_json::to_value(state).unwrap_or(Value::Null);
+        self.0.checkpoint(v).await.map_err(|e| match e {
+            JobError::LeaseLost => BackupError::Cancelled,
+            other => BackupError::Transient(other.to_string()),
+        })
+    }
+}
+
+/// `upload`: copies a completed backup to Drive, resuming an earlier attempt's session. The
+/// backup itself stays completed whatever happens here; only `locations.drive` follows.
+async fn run_upload(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {
+    let id = backup_id(&ctx)?;
+    let resume = ctx
+        .job
+        .checkpoint
+        .clone()
+        .and_then(|v| serde_json::from_value::<UploadState>(v).ok());
+    let latest = Latest::default();
+    let sink = JobCheckpoints(&ctx);
+    let work = backup::upload::upload(&env, &id, resume, &sink, &latest, &ctx.cancel);
+    match with_progress(&ctx, &latest, work).await {
+        Ok(report) => {
+            ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
+                .await?;
+            Ok(Some(serde_json::to_value(report).unwrap_or(Value::Null)))
+        }
+        Err(e) => {
+            let last = ctx.job.lease.attempt >= ctx.job.max_attempts;
+            if matches!(e, BackupError::Permanent(_))
+                || (last && !matches!(e, BackupError::Cancelled))
+            {
+                tracing::error!(backup_id = %id, error = %e, "the Google Drive copy failed");
+                backup::catalog::set_location(&env.pool, &id, "drive", "failed")
+                    .await
+                    .map_err(|e| JobError::Retry(e.to_string()))?;
+            }
+            Err(job_error(e))
+        }
+    }
 }
 
 async fn run_rotate(env: Arc<BackupEnv>) -> Result<JobOutput, JobError> {

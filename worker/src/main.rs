@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cellar_core::backup::BackupSettings;
 use cellar_core::config::CatalogArgs;
+use cellar_core::storage::DriveSettings;
 use cellar_worker::{Worker, WorkerConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,9 @@ struct Args {
     worker: WorkerConfig,
     #[command(flatten)]
     backup: BackupSettings,
+    /// Google Drive copies (off unless `GOOGLE_DRIVE_BACKUP_FOLDER_ID` is set).
+    #[command(flatten)]
+    drive: DriveSettings,
 }
 
 #[tokio::main]
@@ -33,7 +37,11 @@ async fn main() -> anyhow::Result<()> {
         .backup
         .build(pool.clone(), &args.catalog.database_url)
         .map_err(anyhow::Error::msg)
-        .context("while reading the backup settings")?;
+        .context("while reading the backup settings")?
+        .with_drive(&args.drive)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("while reading the Google Drive settings")?;
     let mut worker = Worker::new(pool, args.worker);
     cellar_worker::handlers::register_all(&mut worker, env);
     let shutdown = CancellationToken::new();

@@ -128,6 +128,7 @@ impl Services {
             tables: check_tables(input.tables)?,
             verify: input.verify_backup,
             include_files: input.include_files,
+            upload_to_drive: input.upload_to_drive,
         })
     }
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::{BackupId, BackupState, BackupType, JOB_BACKUP};
+use super::{BackupId, BackupState, BackupType, JOB_BACKUP, JOB_UPLOAD};
 use crate::format::{Manifest, ObjectDigest};
 use crate::queue::{self, Enqueued, NewJob};
 
@@ -22,6 +22,8 @@ pub struct BackupRequest {
     pub verify: bool,
     /// Also archive `CELLAR_FILES_DIR`.
     pub include_files: bool,
+    /// Copy the finished backup to Google Drive (an `upload` job, enqueued on completion).
+    pub upload_to_drive: bool,
 }
 
 /// A backup as the catalog knows it.
@@ -65,8 +67,8 @@ pub async fn create(
     .await?;
     sqlx::query!(
         r#"INSERT INTO backup (id, backup_type, source, requested_tables, verify_after, job_id,
-                               include_files)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
+                               include_files, upload_to_drive)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
         id.as_str(),
         kind as BackupType,
         req.source,
@@ -74,6 +76,7 @@ pub async fn create(
         req.verify,
         job.id,
         req.include_files,
+        req.upload_to_drive,
     )
     .execute(&mut *tx)
     .await?;
@@ -168,18 +171,24 @@ pub async fn mark_running(pool: &PgPool, id: &BackupId) -> Result<(), sqlx::Erro
     .map(drop)
 }
 
-/// running -> completed, with everything the manifest says.
+/// running -> completed, with everything the manifest says. A backup that asked for a Drive
+/// copy gets `locations.drive = pending` and its `upload` job in the same transaction.
 pub async fn mark_completed(
     pool: &PgPool,
     id: &BackupId,
     c: &Completed,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+) -> Result<(), queue::QueueError> {
+    let mut tx = pool.begin().await?;
+    let upload = sqlx::query_scalar!(
         r#"UPDATE backup SET state = 'completed', completed_at = now(), key_id = $2,
                database_name = $3, server_version = $4, plain_bytes = $5, stored_bytes = $6,
                object_count = $7, table_count = $8, total_rows = $9, manifest_blake3 = $10,
-               tables = $11, warnings = $12, locations = jsonb_build_object('local', 'available')
-           WHERE id = $1"#,
+               tables = $11, warnings = $12,
+               locations = CASE WHEN upload_to_drive
+                                THEN jsonb_build_object('local', 'available', 'drive', 'pending')
+                                ELSE jsonb_build_object('local', 'available') END
+           WHERE id = $1
+           RETURNING upload_to_drive"#,
         id.as_str(),
         c.key_id,
         c.database,
@@ -192,6 +201,36 @@ pub async fn mark_completed(
         c.manifest_blake3,
         c.tables,
         &c.warnings,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if upload == Some(true) {
+        let job = NewJob::new(JOB_UPLOAD, json!({ "backupId": id.as_str() }))
+            .with_max_attempts(UPLOAD_ATTEMPTS)
+            .with_dedupe_key(format!("upload:{id}"));
+        queue::enqueue(&mut tx, &job).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Attempts of an upload job (each one retries Drive calls itself; the queue's backoff
+/// between attempts rides out a longer Drive outage).
+pub const UPLOAD_ATTEMPTS: i32 = 10;
+
+/// Sets `locations.<place>` (e.g. `drive` = `uploading`) of a completed backup.
+pub async fn set_location(
+    pool: &PgPool,
+    id: &BackupId,
+    place: &str,
+    state: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE backup SET locations = locations || jsonb_build_object($2::text, $3::text)
+           WHERE id = $1 AND state = 'completed'"#,
+        id.as_str(),
+        place,
+        state
     )
     .execute(pool)
     .await

@@ -1,11 +1,13 @@
-//! Deleting a backup: every object under `<id>/` is removed from storage, then the row is marked
-//! `deleted` (it stays in the catalog, for the record). Runs as a job (`delete`), so the API
-//! never needs storage credentials, and a storage hiccup is retried like any other job.
+//! Deleting a backup: every object under `<id>/` is removed from storage (local, and Drive when
+//! configured), then the row is marked `deleted` (it stays in the catalog, for the record). Runs
+//! as a job (`delete`), so the API never needs storage credentials, and a storage hiccup is
+//! retried like any other job.
 
 use sqlx::PgPool;
 
 use super::run::remove_objects;
 use super::{BackupEnv, BackupError, BackupId, BackupState};
+use crate::storage::Storage;
 
 /// Removes backup `id`'s objects and marks it deleted. Refuses a backup still being taken.
 #[tracing::instrument(skip_all, fields(backup_id = %id))]
@@ -22,7 +24,14 @@ pub async fn delete(env: &BackupEnv, id: &BackupId) -> Result<usize, BackupError
             "backup {id} is still being taken: cancel its job first"
         )));
     }
-    let removed = remove_objects(env, id).await?;
+    let mut removed = remove_objects(env, id).await?;
+    if let Some(drive) = &env.drive {
+        // The Drive copy goes too (the worker that deletes must have Drive configured).
+        for o in drive.list(&format!("{id}/")).await? {
+            drive.delete(&o.key).await?;
+            removed += 1;
+        }
+    }
     mark_deleted(&env.pool, id).await?;
     tracing::info!(objects = removed, "backup deleted");
     Ok(removed)

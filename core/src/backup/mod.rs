@@ -11,6 +11,7 @@
 //! - [`listing`]: filtered pages with keyset cursors, and statistics (for the API).
 //! - [`requests`]: asking for verify or delete jobs, with the backup's state checked.
 //! - [`delete`]: removing a backup's objects and marking it deleted.
+//! - [`upload`]: copying a completed backup to Google Drive, resumable across workers.
 
 pub mod catalog;
 pub mod delete;
@@ -22,6 +23,7 @@ pub mod requests;
 pub mod rotate;
 pub mod run;
 pub mod settings;
+pub mod upload;
 pub mod verify;
 
 pub use id::{BackupId, BackupState, BackupType};
@@ -36,6 +38,8 @@ pub const JOB_VERIFY: &str = "verify";
 pub const JOB_ROTATE_KEYS: &str = "rotate_keys";
 /// Job kind of a deletion.
 pub const JOB_DELETE: &str = "delete";
+/// Job kind of copying a completed backup to Google Drive.
+pub const JOB_UPLOAD: &str = "upload";
 
 /// Why a backup or verification failed, classified where it is born.
 #[derive(Debug, thiserror::Error)]

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use super::run::key_object;
+use super::{BackupError, BackupId, catalog};
 use crate::config::{DbUrl, Source, parse_sources};
 use crate::dump::PgDump;
 use crate::format::{EncodeOptions, KeyRing};
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::{DriveSettings, DriveStorage, LocalStorage, Storage};
 
 /// How backups are taken and where they go.
 #[derive(clap::Args, Clone, Debug)]
@@ -53,8 +55,12 @@ pub struct BackupEnv {
     pub pool: PgPool,
     /// Configured sources; the first is the default.
     pub sources: Vec<Source>,
-    /// Where objects go.
+    /// Where objects go: the local copies.
     pub storage: Arc<dyn Storage>,
+    /// The Google Drive copies, when `GOOGLE_DRIVE_BACKUP_FOLDER_ID` is set (see [`upload`]).
+    ///
+    /// [`upload`]: super::upload
+    pub drive: Option<Arc<DriveStorage>>,
     /// Master keys.
     pub keyring: Arc<KeyRing>,
     /// pg_dump.
@@ -93,6 +99,7 @@ impl BackupSettings {
             pool,
             sources,
             storage: Arc::new(storage),
+            drive: None,
             keyring: Arc::new(self.keyring()?),
             pg_dump: PgDump::new(&self.pg_dump),
             jobs,
@@ -138,6 +145,39 @@ impl BackupSettings {
 }
 
 impl BackupEnv {
+    /// Adds the Drive copies when `drive` names a backup folder (else returns `self` as is).
+    /// Errors are messages a person can act on.
+    pub async fn with_drive(mut self, drive: &DriveSettings) -> Result<Self, String> {
+        let Some(cfg) = drive.config()? else {
+            return Ok(self);
+        };
+        let storage = DriveStorage::connect(cfg)
+            .await
+            .map_err(|e| format!("Google Drive (GOOGLE_DRIVE_BACKUP_FOLDER_ID): {e}"))?;
+        self.drive = Some(Arc::new(storage));
+        Ok(self)
+    }
+
+    /// Where to read backup `id` from: the local copy while its KEY is there, else Drive when
+    /// the catalog says the Drive copy is available, else local (whose errors then name what
+    /// is missing).
+    pub async fn storage_for(&self, id: &BackupId) -> Result<Arc<dyn Storage>, BackupError> {
+        match self.storage.stat(&key_object(id)).await {
+            Err(e) if e.is_not_found() => {}
+            _ => return Ok(Arc::clone(&self.storage)),
+        }
+        let Some(drive) = &self.drive else {
+            return Ok(Arc::clone(&self.storage));
+        };
+        let row = catalog::get(&self.pool, id).await?;
+        let on_drive = row.is_some_and(|r| r.locations["drive"] == "available");
+        if on_drive {
+            tracing::info!(backup_id = %id, "no local copy: reading from Google Drive");
+            return Ok(Arc::clone(drive) as Arc<dyn Storage>);
+        }
+        Ok(Arc::clone(&self.storage))
+    }
+
     /// A copy whose object writers share one CPU budget (a permit per core), so a backup
     /// writing several objects at once compresses at most that many segments at a time.
     pub fn with_cpu_budget(&self) -> BackupEnv {

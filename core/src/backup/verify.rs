@@ -1,6 +1,7 @@
 //! Verifying a backup: re-read every stored object and prove it is what the manifest says.
 //!
 //! ```text
+//! storage  = the local copy, or Drive when only Drive has it (BackupEnv::storage_for)
 //! KEY      -> unwrap the data key (wrong or unknown master key: invalid, named)
 //! MANIFEST -> authenticate and parse (belongs to this backup, known version)
 //! for each object in the manifest:
@@ -19,7 +20,7 @@ use super::run::{key_object, manifest_object};
 use super::{BackupEnv, BackupError, BackupId, Progress, ProgressReport, catalog};
 use crate::format::manifest::ObjectKind;
 use crate::format::{DataKey, KeyEnvelope, Manifest, ManifestObject, read_manifest, read_object};
-use crate::storage::ObjectKey;
+use crate::storage::{ObjectKey, Storage};
 
 /// One object that did not verify.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -111,8 +112,8 @@ pub async fn verify_at(
     Ok(v)
 }
 
-async fn read_all(env: &BackupEnv, key: &ObjectKey, limit: usize) -> Result<Bytes, String> {
-    let mut s = env.storage.get(key).await.map_err(|e| e.to_string())?;
+async fn read_all(storage: &dyn Storage, key: &ObjectKey, limit: usize) -> Result<Bytes, String> {
+    let mut s = storage.get(key).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     while let Some(chunk) = s.next().await {
         buf.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
@@ -130,8 +131,10 @@ async fn check(
     progress: &dyn Progress,
 ) -> Result<Verification, BackupError> {
     let uuid = id.format_uuid();
+    let storage = env.storage_for(id).await?;
+    let storage = &*storage;
     let key_name = key_object(id);
-    let envelope = match read_all(env, &key_name, 1 << 20).await {
+    let envelope = match read_all(storage, &key_name, 1 << 20).await {
         Ok(b) => KeyEnvelope::from_bytes(&b).map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
@@ -141,7 +144,7 @@ async fn check(
             Err(e) => return Ok(Verification::invalid(&key_name, e)),
         };
     let m_name = manifest_object(id);
-    let manifest = match env.storage.get(&m_name).await {
+    let manifest = match storage.get(&m_name).await {
         Ok(s) => read_manifest(s, &data_key, uuid)
             .await
             .map_err(|e| e.to_string()),
@@ -151,11 +154,11 @@ async fn check(
         Ok(m) => m,
         Err(e) => return Ok(Verification::invalid(&m_name, e)),
     };
-    Ok(check_objects(env, &manifest, &data_key, level, progress).await)
+    Ok(check_objects(storage, &manifest, &data_key, level, progress).await)
 }
 
 async fn check_objects(
-    env: &BackupEnv,
+    storage: &dyn Storage,
     m: &Manifest,
     key: &DataKey,
     level: Level,
@@ -167,8 +170,8 @@ async fn check_objects(
     let mut done = 0u64;
     for (i, o) in m.objects.iter().enumerate() {
         let checked = match level {
-            Level::Quick => check_size(env, o).await,
-            Level::Deep => check_object(env, m, key, o).await,
+            Level::Quick => check_size(storage, o).await,
+            Level::Deep => check_object(storage, m, key, o).await,
         };
         if let Err(e) = checked {
             failures.push(Failure {
@@ -207,8 +210,8 @@ async fn check_objects(
 }
 
 /// The object exists with the size the manifest recorded.
-async fn check_size(env: &BackupEnv, o: &ManifestObject) -> Result<(), String> {
-    let info = env.storage.stat(&o.name).await.map_err(|e| e.to_string())?;
+async fn check_size(storage: &dyn Storage, o: &ManifestObject) -> Result<(), String> {
+    let info = storage.stat(&o.name).await.map_err(|e| e.to_string())?;
     if info.size != o.digest.stored_size {
         return Err(format!(
             "stored size {} differs from the manifest's {}",
@@ -220,13 +223,13 @@ async fn check_size(env: &BackupEnv, o: &ManifestObject) -> Result<(), String> {
 
 /// Checks one object against its manifest entry; the error says what differs.
 async fn check_object(
-    env: &BackupEnv,
+    storage: &dyn Storage,
     m: &Manifest,
     key: &DataKey,
     o: &ManifestObject,
 ) -> Result<(), String> {
-    check_size(env, o).await?;
-    let stream = env.storage.get(&o.name).await.map_err(|e| e.to_string())?;
+    check_size(storage, o).await?;
+    let stream = storage.get(&o.name).await.map_err(|e| e.to_string())?;
     let stored = std::sync::Arc::new(std::sync::Mutex::new(blake3::Hasher::new()));
     let tee = std::sync::Arc::clone(&stored);
     let stream = stream

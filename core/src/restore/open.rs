@@ -13,6 +13,7 @@
 //! compared before each COPY ends); a failure there aborts the whole restore.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -25,6 +26,7 @@ use crate::backup::run::{key_object, manifest_object};
 use crate::format::manifest::ObjectKind;
 use crate::format::reader::PlainStream;
 use crate::format::{DataKey, KeyEnvelope, Manifest, ManifestObject, read_manifest, read_object};
+use crate::storage::Storage;
 
 /// Largest schema or sequences object held in memory.
 const MAX_SMALL_OBJECT: u64 = 1 << 30;
@@ -63,6 +65,8 @@ pub struct OpenedBackup {
     /// `pg_dump --schema-only -Fc` archive: DDL, no rows.
     pub schema: Bytes,
     pub sequences: SequencesObject,
+    /// Where its objects are read from: the local copy, or Drive when that is gone.
+    pub storage: Arc<dyn Storage>,
 }
 
 impl OpenedBackup {
@@ -74,21 +78,21 @@ impl OpenedBackup {
             RestoreError::Permanent(format!("backup {id} cannot be restored: {what}: {e}"))
         };
         let uuid = id.format_uuid();
+        let storage = env.storage_for(id).await?;
         let key_name = key_object(id);
-        let envelope = read_small(env, &key_name, 1 << 20)
+        let envelope = read_small(&*storage, &key_name, 1 << 20)
             .await
             .map_err(|e| refuse(key_name.to_string(), &e))?;
         let key = KeyEnvelope::from_bytes(&envelope)
             .and_then(|e| e.unwrap(&env.keyring, uuid))
             .map_err(|e| refuse(key_name.to_string(), &e))?;
         let m_name = manifest_object(id);
-        let stream = env.storage.get(&m_name).await?;
+        let stream = storage.get(&m_name).await?;
         let manifest = read_manifest(stream, &key, uuid)
             .await
             .map_err(|e| refuse(m_name.to_string(), &e))?;
         for o in &manifest.objects {
-            let info = env
-                .storage
+            let info = storage
                 .stat(&o.name)
                 .await
                 .map_err(|e| refuse(o.name.to_string(), &e))?;
@@ -100,8 +104,8 @@ impl OpenedBackup {
                 return Err(refuse(o.name.to_string(), &e));
             }
         }
-        let schema = read_kind(env, &manifest, &key, ObjectKind::Schema).await?;
-        let seq = read_kind(env, &manifest, &key, ObjectKind::Sequences).await?;
+        let schema = read_kind(&*storage, &manifest, &key, ObjectKind::Schema).await?;
+        let seq = read_kind(&*storage, &manifest, &key, ObjectKind::Sequences).await?;
         let sequences: SequencesObject =
             serde_json::from_slice(&seq).map_err(|e| refuse("the sequences object".into(), &e))?;
         Ok(Self {
@@ -110,16 +114,17 @@ impl OpenedBackup {
             manifest,
             schema,
             sequences,
+            storage,
         })
     }
 
     /// Streams the plain bytes of one object.
     pub async fn stream(
         &self,
-        env: &BackupEnv,
+        _env: &BackupEnv,
         o: &ManifestObject,
     ) -> Result<PlainStream, RestoreError> {
-        let stored = env.storage.get(&o.name).await?;
+        let stored = self.storage.get(&o.name).await?;
         Ok(read_object(
             stored,
             &self.key,
@@ -168,7 +173,7 @@ impl OpenedBackup {
 
 /// Reads the one object of `kind` whole, checking its plain BLAKE3 against the manifest.
 async fn read_kind(
-    env: &BackupEnv,
+    storage: &dyn Storage,
     m: &Manifest,
     key: &DataKey,
     kind: ObjectKind,
@@ -183,7 +188,7 @@ async fn read_kind(
     let bad = |e: &dyn std::fmt::Display| {
         RestoreError::Permanent(format!("backup object {} cannot be restored: {e}", o.name))
     };
-    let stored = env.storage.get(&o.name).await?;
+    let stored = storage.get(&o.name).await?;
     let mut plain = read_object(stored, key, m.backup_id, o.object_no);
     let mut buf = Vec::with_capacity(o.digest.plain_size as usize);
     while let Some(chunk) = plain.try_next().await.map_err(|e| bad(&e))? {
@@ -196,11 +201,11 @@ async fn read_kind(
 }
 
 async fn read_small(
-    env: &BackupEnv,
+    storage: &dyn Storage,
     key: &crate::storage::ObjectKey,
     limit: usize,
 ) -> Result<Bytes, RestoreError> {
-    let mut s = env.storage.get(key).await?;
+    let mut s = storage.get(key).await?;
     let mut buf = Vec::new();
     while let Some(chunk) = s.next().await {
         buf.extend_from_slice(&chunk?);

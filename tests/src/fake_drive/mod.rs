@@ -90,6 +90,11 @@ impl FakeDrive {
         self.with(|s| s.faults = plan);
     }
 
+    /// Delays every session request by `d` (a slow link, so a client can be killed mid-upload).
+    pub fn set_chunk_delay(&self, d: Duration) {
+        self.with(|s| s.chunk_delay = d);
+    }
+
     /// Caps list pages, to exercise paging.
     pub fn set_max_page(&self, n: usize) {
         self.with(|s| s.max_page = n.max(1));

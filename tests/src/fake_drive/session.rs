@@ -82,6 +82,10 @@ pub(super) async fn chunk(
     p: HashMap<String, String>,
     body: Body,
 ) -> Response {
+    let delay = app.lock().chunk_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await; // a slow link, so a test can kill a client mid-upload
+    }
     let cr = headers
         .get(header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())

@@ -119,6 +119,8 @@ pub struct State {
     pub faults: FaultPlan,
     /// Largest page `files.list` returns (Drive: 1000), small in tests to exercise paging.
     pub max_page: usize,
+    /// Added before answering each session request (a slow link); zero by default.
+    pub chunk_delay: std::time::Duration,
     /// Gives every file a distinct, increasing createdTime.
     pub clock: u64,
     pub base_url: String,

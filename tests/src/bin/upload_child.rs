@@ -1,0 +1,49 @@
+//! A worker process for the Drive upload crash test: the production handlers with the
+//! production settings (catalog, backup, Drive: all from the environment), so the test can
+//! SIGKILL it mid-upload. Prints `worker <uuid>` when it starts.
+
+use std::sync::Arc;
+
+use cellar_core::backup::BackupSettings;
+use cellar_core::config::CatalogArgs;
+use cellar_core::storage::DriveSettings;
+use cellar_worker::{Worker, WorkerConfig};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    #[command(flatten)]
+    worker: WorkerConfig,
+    #[command(flatten)]
+    backup: BackupSettings,
+    #[command(flatten)]
+    drive: DriveSettings,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let pool = cellar_core::db::connect(&args.catalog.database_url, 8)
+        .await
+        .expect("connect");
+    let env = args
+        .backup
+        .build(pool.clone(), &args.catalog.database_url)
+        .expect("backup settings")
+        .with_drive(&args.drive)
+        .await
+        .expect("drive settings");
+    let mut w = Worker::new(pool, args.worker);
+    cellar_worker::handlers::register_all(&mut w, env);
+    println!("worker {}", w.id());
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        s.cancel();
+    });
+    Arc::new(w).run(stop).await;
+}
