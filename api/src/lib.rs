@@ -48,8 +48,14 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state and starts the job event listener (stopped by `stop`). `sources` are
-    /// the configured source names, the default first.
-    pub fn new(pool: PgPool, sources: Vec<String>, stop: CancellationToken) -> Self {
+    /// the configured source names, the default first; `drive_configured` says whether the
+    /// workers have Google Drive (so `uploadToDrive` can be accepted).
+    pub fn new(
+        pool: PgPool,
+        sources: Vec<String>,
+        drive_configured: bool,
+        stop: CancellationToken,
+    ) -> Self {
         assert!(
             !sources.is_empty(),
             "at least one source must be configured"
@@ -57,6 +63,7 @@ impl AppState {
         let services = Services {
             pool: pool.clone(),
             sources,
+            drive_configured,
         };
         let hub = events::Hub::start(pool, stop);
         let schema = graphql::schema(services.clone(), Arc::clone(&hub));

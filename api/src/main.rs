@@ -19,6 +19,10 @@ struct Args {
     /// names, to check and default `source`. Unset: the catalog database.
     #[arg(long = "source-url", env = "CELLAR_SOURCE_URL", hide_env_values = true)]
     source_url: Option<String>,
+    /// Set when the workers upload to Google Drive (same value as theirs); the API only checks
+    /// that it is set, to accept `uploadToDrive`.
+    #[arg(long, env = "GOOGLE_DRIVE_BACKUP_FOLDER_ID", hide_env_values = true)]
+    drive_folder: Option<String>,
 }
 
 impl Args {
@@ -55,7 +59,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("while binding {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "cellar-api listening");
     let stop = CancellationToken::new();
-    let state = AppState::new(pool, sources, stop.clone());
+    let drive = args.drive_folder.as_deref().is_some_and(|f| !f.is_empty());
+    let state = AppState::new(pool, sources, drive, stop.clone());
     let on_signal = async move {
         shutdown_signal().await;
         stop.cancel();

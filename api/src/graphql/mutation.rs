@@ -20,7 +20,8 @@ pub struct CreateBackupInput {
     /// Also archive the application's files directory (CELLAR_FILES_DIR on the workers).
     #[graphql(default)]
     pub include_files: bool,
-    /// Also upload to Google Drive (not supported yet: true is refused).
+    /// Also copy it to Google Drive after the local copy completes (refused when Drive is
+    /// not configured).
     #[graphql(default)]
     pub upload_to_drive: bool,
     /// Verify right after taking it.

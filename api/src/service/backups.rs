@@ -101,9 +101,11 @@ fn check_tables(tables: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiE
 
 impl Services {
     fn check_create(&self, input: CreateBackup) -> Result<BackupRequest, ApiError> {
-        if input.upload_to_drive {
+        if input.upload_to_drive && !self.drive_configured {
             return Err(ApiError::InvalidInput(
-                "uploadToDrive is not supported yet: Google Drive is not configured".into(),
+                "uploadToDrive: Google Drive is not configured (set GOOGLE_DRIVE_BACKUP_FOLDER_ID \
+                 and the service-account key on the API and the workers)"
+                    .into(),
             ));
         }
         if input.backup_type == Some(BackupType::Safety) {

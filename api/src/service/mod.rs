@@ -55,6 +55,8 @@ pub struct Services {
     pub pool: PgPool,
     /// Names of the configured sources (never their URLs); the first is the default.
     pub sources: Vec<String>,
+    /// Google Drive is configured (`GOOGLE_DRIVE_BACKUP_FOLDER_ID` set, as on the workers).
+    pub drive_configured: bool,
 }
 
 /// What an audited mutation tells the audit trail about itself.

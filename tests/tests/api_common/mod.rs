@@ -39,7 +39,7 @@ impl Api {
     pub async fn start() -> Self {
         let (db, pool) = TestDb::catalog().await;
         let stop = CancellationToken::new();
-        let state = AppState::new(pool.clone(), vec![SOURCE.into()], stop.clone());
+        let state = AppState::new(pool.clone(), vec![SOURCE.into()], false, stop.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let s = stop.clone();
