@@ -2,8 +2,8 @@
 //! catalog. A backup is created over GraphQL, followed over a websocket subscription to its
 //! end, listed, restored into a new database (dbdiff against the source), deleted; the `cellar` CLI binary is checked for its exit codes.
 //!
-//! The binaries are found next to this test's directory (`target/debug/`): `cargo test
-//! --workspace` builds them; with `-p cellar-tests` alone, run `cargo build --bins` first.
+//! The binaries are found next to this test's directory (`target/debug/`): `scripts/test`
+//! builds them first (`cargo test` alone does not build other packages' binaries).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +19,7 @@ fn bin(name: &str) -> PathBuf {
     let path = exe.parent().and_then(Path::parent).unwrap().join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the binaries first (cargo build --bins; cargo test --workspace does)",
+        "{} is missing: build the binaries first (scripts/test does: cargo build --workspace --bins)",
         path.display()
     );
     path
