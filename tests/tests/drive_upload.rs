@@ -318,3 +318,49 @@ async fn a_sigkilled_upload_resumes_from_the_confirmed_offset() {
     assert_same_objects(&s, &id).await;
     verify_and_restore_from_drive(&s, &id).await;
 }
+
+/// Key rotation re-wraps the Drive copy's KEY too: with the local copy gone, the new key alone
+/// opens the backup from Drive. A Drive outage during a rotation is reported and the Drive copy
+/// is re-wrapped by the next run (the local copy, already current, does not hide it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_rewraps_the_drive_copy() {
+    let s = setup().await;
+    let id = request(&s.pool).await;
+    assert_eq!(run_until_settled(&s.env, &s.pool, &id).await, "available");
+    let new = KeyRing::generate_entry();
+    let with_drive = |key: &str| {
+        let mut env = settings(&s.source, s.dir.path(), key)
+            .build(s.pool.clone(), &s.catalog.url)
+            .unwrap();
+        env.drive = s.env.drive.clone();
+        env
+    };
+    let both = with_drive(&format!("{new},{}", s.key));
+    s.fake.set_faults(FaultPlan::random(1.0, 3));
+    let report = cellar_core::backup::rotate::rotate_all(&both)
+        .await
+        .unwrap();
+    s.fake.set_faults(FaultPlan::default());
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(
+        report.failed[0].1.contains("Google Drive copy"),
+        "{report:?}"
+    );
+    let report = cellar_core::backup::rotate::rotate_all(&both)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.rewrapped.len(), report.failed.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    std::fs::remove_dir_all(s.dir.path().join(id.as_str())).unwrap();
+    let v = verify::verify(&with_drive(&new), &id, &()).await.unwrap();
+    assert!(
+        v.is_valid(),
+        "the new key alone opens the Drive copy: {:?}",
+        v.failures
+    );
+    let v = verify::verify(&s.env, &id, &()).await.unwrap();
+    assert!(!v.is_valid(), "the retired key no longer does");
+}
