@@ -167,30 +167,10 @@ impl Mutation {
         ctx: &Context<'_>,
         input: RetentionPolicyInput,
     ) -> Result<RetentionPolicy> {
-        let s = services(ctx);
-        let c = caller(ctx);
-        let policy = match input.parse() {
-            Ok(p) => p,
-            Err(e) => {
-                // Refused input is still audited, like every other mutation.
-                let audit = crate::service::Audit {
-                    action: "setRetentionPolicy",
-                    target: None,
-                    arguments: serde_json::Value::Null,
-                };
-                return Err(s
-                    .mutate::<(), _, _>(
-                        c,
-                        cellar_core::auth::Permission::ManageRetention,
-                        audit,
-                        |_| async { Err(e) },
-                    )
-                    .await
-                    .unwrap_err()
-                    .into());
-            }
-        };
-        Ok(s.set_retention_policy(c, policy).await?.into())
+        let p = services(ctx)
+            .set_retention_policy(caller(ctx), input.into())
+            .await?;
+        Ok(p.into())
     }
 
     /// Pins a backup: retention never deletes it, deleteBackup refuses it. Operators and

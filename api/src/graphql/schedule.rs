@@ -6,6 +6,7 @@ use cellar_core::schedule::{RawSchedule, Schedule as Row};
 use chrono::{DateTime, Utc};
 
 use super::types::{BackupStatus, BackupType};
+use crate::service::retention::RawPolicy;
 
 /// A schedule: backups fired at the times `cron` names in `timeZone`.
 pub struct Schedule(pub Row);
@@ -160,22 +161,16 @@ pub struct RetentionPolicyInput {
     pub keep_monthly: i32,
 }
 
-impl RetentionPolicyInput {
-    /// The domain policy; negative numbers are refused with the field's name.
-    pub fn parse(self) -> Result<Policy, crate::error::ApiError> {
-        let n = |name: &str, v: i32| {
-            u32::try_from(v).map_err(|_| {
-                crate::error::ApiError::InvalidInput(format!("{name} must not be negative"))
-            })
-        };
-        Ok(Policy {
-            backup_type: self.backup_type.into(),
-            max_count: self.max_count.map(|v| n("maxCount", v)).transpose()?,
-            max_age_days: self.max_age_days.map(|v| n("maxAgeDays", v)).transpose()?,
-            keep_daily: n("keepDaily", self.keep_daily)?,
-            keep_weekly: n("keepWeekly", self.keep_weekly)?,
-            keep_monthly: n("keepMonthly", self.keep_monthly)?,
-        })
+impl From<RetentionPolicyInput> for RawPolicy {
+    fn from(i: RetentionPolicyInput) -> Self {
+        Self {
+            backup_type: i.backup_type.into(),
+            max_count: i.max_count,
+            max_age_days: i.max_age_days,
+            keep_daily: i.keep_daily,
+            keep_weekly: i.keep_weekly,
+            keep_monthly: i.keep_monthly,
+        }
     }
 }
 

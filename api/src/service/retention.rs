@@ -12,6 +12,37 @@ use super::backups::parse_id;
 use super::{Audit, Caller, Services};
 use crate::error::ApiError;
 
+/// A policy as a client sends it, before it is checked.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawPolicy {
+    pub backup_type: BackupType,
+    pub max_count: Option<i32>,
+    pub max_age_days: Option<i32>,
+    pub keep_daily: i32,
+    pub keep_weekly: i32,
+    pub keep_monthly: i32,
+}
+
+impl RawPolicy {
+    /// The domain policy; negative numbers are refused with the field's name (the ranges are
+    /// checked by `Policy::check` when it is stored).
+    fn parse(&self) -> Result<Policy, ApiError> {
+        let n = |name: &str, v: i32| {
+            u32::try_from(v)
+                .map_err(|_| ApiError::InvalidInput(format!("{name} must not be negative")))
+        };
+        Ok(Policy {
+            backup_type: self.backup_type,
+            max_count: self.max_count.map(|v| n("maxCount", v)).transpose()?,
+            max_age_days: self.max_age_days.map(|v| n("maxAgeDays", v)).transpose()?,
+            keep_daily: n("keepDaily", self.keep_daily)?,
+            keep_weekly: n("keepWeekly", self.keep_weekly)?,
+            keep_monthly: n("keepMonthly", self.keep_monthly)?,
+        })
+    }
+}
+
 impl Services {
     /// Every retention policy.
     pub async fn retention_policies(&self, caller: &Caller) -> Result<Vec<Policy>, ApiError> {
@@ -33,14 +64,15 @@ impl Services {
     pub async fn set_retention_policy(
         &self,
         caller: &Caller,
-        p: Policy,
+        raw: RawPolicy,
     ) -> Result<Policy, ApiError> {
         let audit = Audit {
             action: "setRetentionPolicy",
-            target: Some(p.backup_type.as_str().into()),
-            arguments: json!({ "input": p }),
+            target: Some(raw.backup_type.as_str().into()),
+            arguments: json!({ "input": raw }),
         };
         self.mutate(caller, Permission::ManageRetention, audit, |_| async {
+            let p = raw.parse()?;
             store::set_policy(&self.pool, &p).await?;
             Ok((p, None))
         })

@@ -61,11 +61,7 @@ impl Services {
         enabled: bool,
     ) -> Result<Schedule, ApiError> {
         let audit = Audit {
-            action: if enabled {
-                "enableSchedule"
-            } else {
-                "disableSchedule"
-            },
+            action: "setScheduleEnabled",
             target: Some(key.chars().take(64).collect()),
             arguments: json!({ "schedule": key, "enabled": enabled }),
         };
