@@ -11,6 +11,8 @@ mod backup;
 mod direct;
 mod job;
 mod restore;
+mod retention;
+mod schedule;
 mod watch;
 
 /// Cellar: PostgreSQL backups, compressed, encrypted, verified.
@@ -96,6 +98,20 @@ enum Command {
         #[command(subcommand)]
         command: job::JobCommand,
     },
+    /// Backup schedules (through the API).
+    Schedule {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
+    },
+    /// Retention policies and their preview (through the API).
+    Retention {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -106,6 +122,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token { catalog, command } => direct::token(&catalog, command, json).await,
         Command::Backup { api, command } => backup::run(&api.api(), command, json).await,
         Command::Job { api, command } => job::run(&api.api(), command, json).await,
+        Command::Schedule { api, command } => schedule::run(&api.api(), command, json).await,
+        Command::Retention { api, command } => retention::run(&api.api(), command, json).await,
         Command::Restore { api, args } => restore::restore(&api.api(), args, json).await,
         Command::Rollback { api, job_id, wait } => {
             restore::rollback(&api.api(), &job_id, wait, json).await

@@ -21,7 +21,7 @@ use sqlx::PgPool;
 pub enum Role {
     /// Everything, including restores, deletes, tokens and the audit log.
     Master,
-    /// Create and verify backups, cancel the jobs it started, read.
+    /// Create, verify and pin backups, cancel the jobs it started, read.
     Operator,
     /// Read only.
     Viewer,
@@ -50,6 +50,14 @@ pub enum Permission {
     ReadAudit,
     /// Create, list and revoke tokens.
     ManageTokens,
+    /// Create, change, enable, disable and delete schedules.
+    ManageSchedules,
+    /// Change retention policies.
+    ManageRetention,
+    /// Pin a backup (protects it from retention and deletion).
+    PinBackup,
+    /// Unpin a backup (makes it deletable again).
+    UnpinBackup,
 }
 
 impl Role {
@@ -69,7 +77,7 @@ impl Role {
             Self::Master => true,
             Self::Operator => matches!(
                 p,
-                P::Read | P::CreateBackup | P::VerifyBackup | P::CancelOwnJob
+                P::Read | P::CreateBackup | P::VerifyBackup | P::CancelOwnJob | P::PinBackup
             ),
             Self::Viewer => p == P::Read,
         }

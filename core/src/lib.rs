@@ -13,6 +13,8 @@
 //! - [`restore`]: restoring a whole database (built aside, swapped in) or chosen tables (one
 //!   transaction), after a safety backup.
 //! - [`dump`]: reading a source database at one snapshot: schema, parallel COPY, sequences.
+//! - [`schedule`]: cron schedules in time zones, fired exactly once by every worker's tick.
+//! - [`retention`]: per-type retention policies, the keep/delete plan, deletes through the queue.
 //! - [`telemetry`]: tracing set-up (human or JSON logs).
 
 pub mod audit;
@@ -25,5 +27,7 @@ pub mod format;
 pub mod http;
 pub mod queue;
 pub mod restore;
+pub mod retention;
+pub mod schedule;
 pub mod storage;
 pub mod telemetry;

@@ -42,7 +42,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)
         .context("while reading the Google Drive settings")?;
+    let scheduler = args.worker.scheduler;
+    let default_source = env.sources.first().map(|s| s.name.clone());
     let mut worker = Worker::new(pool, args.worker);
+    if let (true, Some(source)) = (scheduler, default_source) {
+        worker.enable_scheduler(source);
+    }
     cellar_worker::handlers::register_all(&mut worker, env);
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));

@@ -82,6 +82,8 @@ pub struct Worker {
     pub(crate) running: Mutex<HashMap<i64, Running>>,
     pub(crate) wake: Notify,
     completer: Completer,
+    /// The default source's name, when this worker runs the scheduler tick.
+    pub(crate) scheduler: Option<String>,
 }
 
 impl Worker {
@@ -95,7 +97,15 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             completer: Completer::default(),
+            scheduler: None,
         }
+    }
+
+    /// Runs the scheduler tick beside the keeper (see `crate::scheduler`); scheduled backups
+    /// that name no source use `default_source`.
+    pub fn enable_scheduler(&mut self, default_source: impl Into<String>) -> &mut Self {
+        self.scheduler = Some(default_source.into());
+        self
     }
 
     /// Registers the handler for `kind`; the worker claims only kinds it has handlers for.
