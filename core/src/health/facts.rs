@@ -93,7 +93,10 @@ pub struct Facts {
 impl Facts {
     /// Workers live at `now`.
     pub fn live_workers(&self) -> Vec<&WorkerRow> {
-        self.workers.iter().filter(|w| w.is_live(self.now)).collect()
+        self.workers
+            .iter()
+            .filter(|w| w.is_live(self.now))
+            .collect()
     }
 
     /// Jobs runnable now, all kinds.

@@ -90,22 +90,58 @@ async fn backups(pool: &PgPool, e: &mut Exposition) -> Result<(), sqlx::Error> {
     )
     .fetch_all(pool)
     .await?;
-    e.family("cellar_backups_total", "counter", "Backups finished, by type and outcome.");
+    e.family(
+        "cellar_backups_total",
+        "counter",
+        "Backups finished, by type and outcome.",
+    );
     for r in &rows {
-        e.sample("cellar_backups_total", &[("type", r.t.as_str()), ("outcome", "success")], r.ok as f64);
-        e.sample("cellar_backups_total", &[("type", r.t.as_str()), ("outcome", "failure")], r.failed as f64);
+        e.sample(
+            "cellar_backups_total",
+            &[("type", r.t.as_str()), ("outcome", "success")],
+            r.ok as f64,
+        );
+        e.sample(
+            "cellar_backups_total",
+            &[("type", r.t.as_str()), ("outcome", "failure")],
+            r.failed as f64,
+        );
     }
-    e.family("cellar_backup_plain_bytes_total", "counter", "Plain (uncompressed) bytes of completed backups.");
+    e.family(
+        "cellar_backup_plain_bytes_total",
+        "counter",
+        "Plain (uncompressed) bytes of completed backups.",
+    );
     for r in &rows {
-        e.sample("cellar_backup_plain_bytes_total", &[("type", r.t.as_str())], r.plain);
+        e.sample(
+            "cellar_backup_plain_bytes_total",
+            &[("type", r.t.as_str())],
+            r.plain,
+        );
     }
-    e.family("cellar_backup_stored_bytes_total", "counter", "Stored (compressed, encrypted) bytes of completed backups.");
+    e.family(
+        "cellar_backup_stored_bytes_total",
+        "counter",
+        "Stored (compressed, encrypted) bytes of completed backups.",
+    );
     for r in &rows {
-        e.sample("cellar_backup_stored_bytes_total", &[("type", r.t.as_str())], r.stored);
+        e.sample(
+            "cellar_backup_stored_bytes_total",
+            &[("type", r.t.as_str())],
+            r.stored,
+        );
     }
-    e.family("cellar_verification_failures_total", "counter", "Backups whose latest verification failed.");
+    e.family(
+        "cellar_verification_failures_total",
+        "counter",
+        "Backups whose latest verification failed.",
+    );
     for r in &rows {
-        e.sample("cellar_verification_failures_total", &[("type", r.t.as_str())], r.invalid as f64);
+        e.sample(
+            "cellar_verification_failures_total",
+            &[("type", r.t.as_str())],
+            r.invalid as f64,
+        );
     }
     let buckets = sqlx::query!(
         r#"SELECT backup_type::text AS "t!", le AS "le!",
@@ -120,8 +156,16 @@ async fn backups(pool: &PgPool, e: &mut Exposition) -> Result<(), sqlx::Error> {
     )
     .fetch_all(pool)
     .await?;
-    let rows: Vec<_> = buckets.into_iter().map(|r| (r.t, r.le, r.n, r.count, r.sum)).collect();
-    histogram(e, "cellar_backup_duration_seconds", "Wall time of completed backups.", &rows);
+    let rows: Vec<_> = buckets
+        .into_iter()
+        .map(|r| (r.t, r.le, r.n, r.count, r.sum))
+        .collect();
+    histogram(
+        e,
+        "cellar_backup_duration_seconds",
+        "Wall time of completed backups.",
+        &rows,
+    );
     Ok(())
 }
 
@@ -134,10 +178,22 @@ async fn restores(pool: &PgPool, e: &mut Exposition) -> Result<(), sqlx::Error> 
     )
     .fetch_all(pool)
     .await?;
-    e.family("cellar_restores_total", "counter", "Restores finished, by type (full or tables) and outcome.");
+    e.family(
+        "cellar_restores_total",
+        "counter",
+        "Restores finished, by type (full or tables) and outcome.",
+    );
     for r in &rows {
-        e.sample("cellar_restores_total", &[("type", &r.t), ("outcome", "success")], r.ok as f64);
-        e.sample("cellar_restores_total", &[("type", &r.t), ("outcome", "failure")], r.failed as f64);
+        e.sample(
+            "cellar_restores_total",
+            &[("type", &r.t), ("outcome", "success")],
+            r.ok as f64,
+        );
+        e.sample(
+            "cellar_restores_total",
+            &[("type", &r.t), ("outcome", "failure")],
+            r.failed as f64,
+        );
     }
     let buckets = sqlx::query!(
         r#"SELECT CASE WHEN tables IS NULL THEN 'full' ELSE 'tables' END AS "t!", le AS "le!",
@@ -151,8 +207,16 @@ async fn restores(pool: &PgPool, e: &mut Exposition) -> Result<(), sqlx::Error> 
     )
     .fetch_all(pool)
     .await?;
-    let rows: Vec<_> = buckets.into_iter().map(|r| (r.t, r.le, r.n, r.count, r.sum)).collect();
-    histogram(e, "cellar_restore_duration_seconds", "Wall time of completed restores.", &rows);
+    let rows: Vec<_> = buckets
+        .into_iter()
+        .map(|r| (r.t, r.le, r.n, r.count, r.sum))
+        .collect();
+    histogram(
+        e,
+        "cellar_restore_duration_seconds",
+        "Wall time of completed restores.",
+        &rows,
+    );
     Ok(())
 }
 
@@ -180,30 +244,78 @@ async fn state(pool: &PgPool, now: DateTime<Utc>, e: &mut Exposition) -> Result<
     )
     .fetch_one(pool)
     .await?;
-    e.family("cellar_upload_retries_total", "counter", "Drive upload attempts beyond the first (retained job rows).");
+    e.family(
+        "cellar_upload_retries_total",
+        "counter",
+        "Drive upload attempts beyond the first (retained job rows).",
+    );
     e.sample("cellar_upload_retries_total", &[], retries);
-    e.family("cellar_last_success_timestamp_seconds", "gauge", "Unix time of the newest completed backup, per source.");
+    e.family(
+        "cellar_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the newest completed backup, per source.",
+    );
     for s in &f.sources {
         if let Some(at) = s.last_success_at {
-            e.sample("cellar_last_success_timestamp_seconds", &[("source", &s.name)], at.timestamp() as f64);
+            e.sample(
+                "cellar_last_success_timestamp_seconds",
+                &[("source", &s.name)],
+                at.timestamp() as f64,
+            );
         }
     }
-    e.family("cellar_storage_used_bytes", "gauge", "Stored bytes of completed backups held, per location.");
-    e.sample("cellar_storage_used_bytes", &[("location", "local")], f.totals.storage_local_bytes as f64);
-    e.sample("cellar_storage_used_bytes", &[("location", "drive")], f.totals.storage_drive_bytes as f64);
-    e.family("cellar_queue_depth", "gauge", "Jobs runnable now and waiting for a worker, per kind.");
+    e.family(
+        "cellar_storage_used_bytes",
+        "gauge",
+        "Stored bytes of completed backups held, per location.",
+    );
+    e.sample(
+        "cellar_storage_used_bytes",
+        &[("location", "local")],
+        f.totals.storage_local_bytes as f64,
+    );
+    e.sample(
+        "cellar_storage_used_bytes",
+        &[("location", "drive")],
+        f.totals.storage_drive_bytes as f64,
+    );
+    e.family(
+        "cellar_queue_depth",
+        "gauge",
+        "Jobs runnable now and waiting for a worker, per kind.",
+    );
     for q in &f.queue {
         e.sample("cellar_queue_depth", &[("kind", &q.kind)], q.waiting as f64);
     }
-    e.family("cellar_queue_oldest_job_age_seconds", "gauge", "How long the oldest runnable job has waited, per kind.");
+    e.family(
+        "cellar_queue_oldest_job_age_seconds",
+        "gauge",
+        "How long the oldest runnable job has waited, per kind.",
+    );
     for q in &f.queue {
-        e.sample("cellar_queue_oldest_job_age_seconds", &[("kind", &q.kind)], q.oldest_waiting_secs.unwrap_or(0.0));
+        e.sample(
+            "cellar_queue_oldest_job_age_seconds",
+            &[("kind", &q.kind)],
+            q.oldest_waiting_secs.unwrap_or(0.0),
+        );
     }
-    e.family("cellar_jobs_running", "gauge", "Jobs running now, per kind.");
+    e.family(
+        "cellar_jobs_running",
+        "gauge",
+        "Jobs running now, per kind.",
+    );
     for q in &f.queue {
-        e.sample("cellar_jobs_running", &[("kind", &q.kind)], q.running as f64);
+        e.sample(
+            "cellar_jobs_running",
+            &[("kind", &q.kind)],
+            q.running as f64,
+        );
     }
-    e.family("cellar_workers_live", "gauge", "Worker processes seen within three lease periods.");
+    e.family(
+        "cellar_workers_live",
+        "gauge",
+        "Worker processes seen within three lease periods.",
+    );
     e.sample("cellar_workers_live", &[], f.live_workers().len() as f64);
     Ok(())
 }

@@ -175,7 +175,9 @@ fn queue_rules(facts: &Facts, rules: &Rules, out: &mut Vec<Reason>) {
         out.push(Reason {
             status: Status::Warning,
             code: "NO_LIVE_WORKER",
-            message: format!("{waiting} jobs are waiting and no worker is live: start cellar-worker"),
+            message: format!(
+                "{waiting} jobs are waiting and no worker is live: start cellar-worker"
+            ),
         });
     } else if let Some(secs) = facts.oldest_waiting_secs()
         && secs > rules.queue_stalled_after.num_seconds() as f64

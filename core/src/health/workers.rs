@@ -78,7 +78,8 @@ pub struct WorkerRow {
 impl WorkerRow {
     /// Live at `now`: not stopped, and seen within [`LIVE_WITHIN_LEASES`] lease periods.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        let window = chrono::Duration::milliseconds((self.lease_secs * LIVE_WITHIN_LEASES * 1000.0) as i64);
+        let window =
+            chrono::Duration::milliseconds((self.lease_secs * LIVE_WITHIN_LEASES * 1000.0) as i64);
         self.stopped_at.is_none() && self.last_seen_at + window >= now
     }
 }

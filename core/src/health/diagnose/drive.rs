@@ -17,10 +17,17 @@ pub(super) async fn probe(settings: &DriveSettings) -> Probe {
     let mut cfg = match settings.config() {
         Ok(Some(c)) => c,
         Ok(None) => {
-            return Probe::skipped(NAME, "GOOGLE_DRIVE_BACKUP_FOLDER_ID is not set: backups stay local");
+            return Probe::skipped(
+                NAME,
+                "GOOGLE_DRIVE_BACKUP_FOLDER_ID is not set: backups stay local",
+            );
         }
         Err(e) => {
-            return Probe::failed(NAME, e, "Fix the GOOGLE_* variable the message names (see .env.sample).");
+            return Probe::failed(
+                NAME,
+                e,
+                "Fix the GOOGLE_* variable the message names (see .env.sample).",
+            );
         }
     };
     // A probe reports; it does not ride out an outage (the upload jobs do).
@@ -33,7 +40,13 @@ pub(super) async fn probe(settings: &DriveSettings) -> Probe {
     let start = Instant::now();
     let drive = match DriveStorage::connect(cfg).await {
         Ok(d) => d,
-        Err(e) => return Probe::failed(NAME, e.to_string(), "Check the service-account key (GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_CLOUD_*)."),
+        Err(e) => {
+            return Probe::failed(
+                NAME,
+                e.to_string(),
+                "Check the service-account key (GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_CLOUD_*).",
+            );
+        }
     };
     if let Err(e) = drive.check_token().await {
         return Probe::failed(

@@ -41,14 +41,25 @@ pub(super) async fn key_probe(setup: &Setup) -> Probe {
     let row = match listing::page(&setup.pool, newest, 1, None).await {
         Ok(rows) => rows.into_iter().next(),
         Err(e) => {
-            return Probe::failed(KEY, format!("cannot read the catalog: {e}"), "See the catalog probe.");
+            return Probe::failed(
+                KEY,
+                format!("cannot read the catalog: {e}"),
+                "See the catalog probe.",
+            );
         }
     };
     let Some(row) = row else {
-        return key_ok(setup, format!("keys {ids} loaded; no completed backup to open yet"));
+        return key_ok(
+            setup,
+            format!("keys {ids} loaded; no completed backup to open yet"),
+        );
     };
     let Ok(id) = row.id.parse::<BackupId>() else {
-        return Probe::failed(KEY, format!("the catalog holds a malformed backup id {:?}", row.id), "Report this as a bug.");
+        return Probe::failed(
+            KEY,
+            format!("the catalog holds a malformed backup id {:?}", row.id),
+            "Report this as a bug.",
+        );
     };
     let on_drive = row.locations.get("drive").and_then(|v| v.as_str()) == Some("available");
     let storage = match storage_of(setup, &id, on_drive).await {
@@ -63,7 +74,12 @@ pub(super) async fn key_probe(setup: &Setup) -> Probe {
         }
     };
     match open(&*storage, &id, ring).await {
-        Ok(n) => key_ok(setup, format!("keys {ids} loaded; the newest backup {id} opens (KEY unwrapped, MANIFEST of {n} objects authenticated)")),
+        Ok(n) => key_ok(
+            setup,
+            format!(
+                "keys {ids} loaded; the newest backup {id} opens (KEY unwrapped, MANIFEST of {n} objects authenticated)"
+            ),
+        ),
         Err(e) => Probe::failed(
             KEY,
             format!("the newest backup {id} cannot be opened with keys {ids}: {e}"),
@@ -76,14 +92,22 @@ pub(super) async fn key_probe(setup: &Setup) -> Probe {
 
 fn key_ok(setup: &Setup, detail: String) -> Probe {
     if setup.dev_key {
-        Probe::warning(KEY, format!("{detail}; this is the DEVELOPMENT key stored beside the backups"), DEV_KEY_FIX)
+        Probe::warning(
+            KEY,
+            format!("{detail}; this is the DEVELOPMENT key stored beside the backups"),
+            DEV_KEY_FIX,
+        )
     } else {
         Probe::ok(KEY, detail)
     }
 }
 
 /// The local copy while its KEY is there, else Drive when the catalog says it holds a copy.
-async fn storage_of(setup: &Setup, id: &BackupId, on_drive: bool) -> Result<Arc<dyn Storage>, String> {
+async fn storage_of(
+    setup: &Setup,
+    id: &BackupId,
+    on_drive: bool,
+) -> Result<Arc<dyn Storage>, String> {
     if setup.backup_dir.is_dir() {
         let local = LocalStorage::new(&setup.backup_dir).map_err(|e| e.to_string())?;
         if local.stat(&key_object(id)).await.is_ok() {
@@ -93,10 +117,15 @@ async fn storage_of(setup: &Setup, id: &BackupId, on_drive: bool) -> Result<Arc<
     let cfg = setup.drive.config()?;
     match cfg {
         Some(cfg) if on_drive => {
-            let d = DriveStorage::connect(cfg).await.map_err(|e| e.to_string())?;
+            let d = DriveStorage::connect(cfg)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(Arc::new(d))
         }
-        _ => Err(format!("the newest backup {id} has no KEY object in {} and no Drive copy", setup.backup_dir.display())),
+        _ => Err(format!(
+            "the newest backup {id} has no KEY object in {} and no Drive copy",
+            setup.backup_dir.display()
+        )),
     }
 }
 
@@ -128,7 +157,13 @@ pub(super) async fn dir_probe(setup: &Setup) -> Probe {
     let min_free = setup.min_free_bytes;
     tokio::task::spawn_blocking(move || dir_probe_blocking(&dir, min_free))
         .await
-        .unwrap_or_else(|e| Probe::failed(DIR, format!("the probe crashed: {e}"), "Report this as a bug."))
+        .unwrap_or_else(|e| {
+            Probe::failed(
+                DIR,
+                format!("the probe crashed: {e}"),
+                "Report this as a bug.",
+            )
+        })
 }
 
 fn dir_probe_blocking(dir: &Path, min_free: u64) -> Probe {
@@ -143,16 +178,30 @@ fn dir_probe_blocking(dir: &Path, min_free: u64) -> Probe {
     let written = write_read(&probe, &payload);
     let _ = std::fs::remove_file(&probe);
     if let Err(e) = written {
-        return Probe::failed(DIR, format!("cannot write a file in {shown}: {e}"), unwritable);
+        return Probe::failed(
+            DIR,
+            format!("cannot write a file in {shown}: {e}"),
+            unwritable,
+        );
     }
     let st = match rustix::fs::statvfs(dir) {
         Ok(s) => s,
-        Err(e) => return Probe::warning(DIR, format!("writable, but free space is unknown: {e}"), "Check the volume with `df`."),
+        Err(e) => {
+            return Probe::warning(
+                DIR,
+                format!("writable, but free space is unknown: {e}"),
+                "Check the volume with `df`.",
+            );
+        }
     };
     let free = st.f_bavail.saturating_mul(st.f_frsize);
     let total = st.f_blocks.saturating_mul(st.f_frsize);
     let mib = |b: u64| b >> 20;
-    let detail = format!("{shown} is writable (write, fsync, read back, delete); {} MiB free of {} MiB", mib(free), mib(total));
+    let detail = format!(
+        "{shown} is writable (write, fsync, read back, delete); {} MiB free of {} MiB",
+        mib(free),
+        mib(total)
+    );
     if free < min_free {
         return Probe::warning(
             DIR,
@@ -165,14 +214,19 @@ fn dir_probe_blocking(dir: &Path, min_free: u64) -> Probe {
 }
 
 fn write_read(path: &Path, payload: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     f.write_all(payload)?;
     f.sync_all()?;
     drop(f);
     let mut back = Vec::new();
     std::fs::File::open(path)?.read_to_end(&mut back)?;
     if back != payload {
-        return Err(std::io::Error::other("the file read back differs from what was written"));
+        return Err(std::io::Error::other(
+            "the file read back differs from what was written",
+        ));
     }
     Ok(())
 }

@@ -84,16 +84,20 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub(crate) fn ok(name: impl Into<String>, detail: impl Into<String>) -> Self {
+    /// An `ok` probe.
+    pub fn ok(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(name, ProbeStatus::Ok, detail, None)
     }
-    pub(crate) fn skipped(name: impl Into<String>, detail: impl Into<String>) -> Self {
+    /// A `skipped` probe: the detail says why.
+    pub fn skipped(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(name, ProbeStatus::Skipped, detail, None)
     }
-    pub(crate) fn warning(name: impl Into<String>, detail: impl Into<String>, fix: &str) -> Self {
+    /// A `warning` probe with its fix.
+    pub fn warning(name: impl Into<String>, detail: impl Into<String>, fix: &str) -> Self {
         Self::new(name, ProbeStatus::Warning, detail, Some(fix))
     }
-    pub(crate) fn failed(name: impl Into<String>, detail: impl Into<String>, fix: &str) -> Self {
+    /// A `failed` probe with its fix.
+    pub fn failed(name: impl Into<String>, detail: impl Into<String>, fix: &str) -> Self {
         Self::new(name, ProbeStatus::Failed, detail, Some(fix))
     }
     /// A probe with any status; the detail is redacted of URL passwords.
@@ -183,7 +187,10 @@ impl Setup {
         let keyring = if dev_key {
             let path = backup.backup_dir.join(".dev-encryption-key");
             KeyRing::from_file(&path).map_err(|e| {
-                format!("no CELLAR_ENCRYPTION_KEY is set and no development key is usable at {}: {e}", path.display())
+                format!(
+                    "no CELLAR_ENCRYPTION_KEY is set and no development key is usable at {}: {e}",
+                    path.display()
+                )
             })
         } else {
             backup.keyring().map_err(|e| e.to_string())
@@ -207,12 +214,22 @@ impl Setup {
 pub async fn run_all(setup: &Setup, ran_on: String) -> Diagnosis {
     let t = setup.timeout;
     let (catalog, workers, sources, key, local, drive) = tokio::join!(
-        timed(t, "catalog", async { vec![catalog_probe(&setup.pool).await] }),
-        timed(t, "workers", async { vec![workers_probe(&setup.pool).await] }),
+        timed(t, "catalog", async {
+            vec![catalog_probe(&setup.pool).await]
+        }),
+        timed(t, "workers", async {
+            vec![workers_probe(&setup.pool).await]
+        }),
         timed(t, "sources", source::probes(setup)),
-        timed(t, "encryption key", async { vec![local::key_probe(setup).await] }),
-        timed(t, "local storage", async { vec![local::dir_probe(setup).await] }),
-        timed(t, "google drive", async { vec![drive::probe(&setup.drive).await] }),
+        timed(t, "encryption key", async {
+            vec![local::key_probe(setup).await]
+        }),
+        timed(t, "local storage", async {
+            vec![local::dir_probe(setup).await]
+        }),
+        timed(t, "google drive", async {
+            vec![drive::probe(&setup.drive).await]
+        }),
     );
     let probes = [catalog, workers, sources, key, local, drive].concat();
     Diagnosis::new(probes, ran_on)
@@ -269,9 +286,14 @@ pub async fn workers_probe(pool: &PgPool) -> Probe {
         .map(|w| format!("{} pid {} (v{})", w.host, w.pid, w.version))
         .collect();
     if live.is_empty() {
-        let last = all.first().map_or("no worker has ever registered".to_string(), |w| {
-            format!("the last one, {} pid {}, was seen at {}", w.host, w.pid, w.last_seen_at)
-        });
+        let last = all
+            .first()
+            .map_or("no worker has ever registered".to_string(), |w| {
+                format!(
+                    "the last one, {} pid {}, was seen at {}",
+                    w.host, w.pid, w.last_seen_at
+                )
+            });
         return Probe::failed(
             "workers",
             format!("no worker is live: {last}"),
@@ -279,5 +301,8 @@ pub async fn workers_probe(pool: &PgPool) -> Probe {
              running, its log says why it cannot reach the catalog.",
         );
     }
-    Probe::ok("workers", format!("{} live: {}", live.len(), live.join(", ")))
+    Probe::ok(
+        "workers",
+        format!("{} live: {}", live.len(), live.join(", ")),
+    )
 }

@@ -64,7 +64,8 @@ async fn one(s: &Source, pg_dump: &PgDump) -> Vec<Probe> {
             )];
         }
     };
-    let mut out = vec![tables_probe(&name, &mut conn, &role.user, role.is_super || role.bypass).await];
+    let mut out =
+        vec![tables_probe(&name, &mut conn, &role.user, role.is_super || role.bypass).await];
     out.push(dump_probe(&dump_name, pg_dump, role.version).await);
     let _ = conn.close().await;
     out
@@ -86,7 +87,13 @@ async fn tables_probe(name: &str, conn: &mut PgConnection, user: &str, bypass: b
     .await;
     let rows = match rows {
         Ok(r) => r,
-        Err(e) => return Probe::failed(name, format!("cannot list tables: {e}"), "Check the role can read pg_catalog."),
+        Err(e) => {
+            return Probe::failed(
+                name,
+                format!("cannot list tables: {e}"),
+                "Check the role can read pg_catalog.",
+            );
+        }
     };
     let total = rows.len();
     let bad: Vec<Unreadable> = rows
@@ -101,14 +108,29 @@ async fn tables_probe(name: &str, conn: &mut PgConnection, user: &str, bypass: b
             } else {
                 return None;
             };
-            Some(Unreadable { table: format!("{}.{}", r.schema, r.table), schema: r.schema, why })
+            Some(Unreadable {
+                table: format!("{}.{}", r.schema, r.table),
+                schema: r.schema,
+                why,
+            })
         })
         .collect();
     if bad.is_empty() {
-        return Probe::ok(name, format!("connected as {user}; all {total} tables readable"));
+        return Probe::ok(
+            name,
+            format!("connected as {user}; all {total} tables readable"),
+        );
     }
-    let listed: Vec<String> = bad.iter().take(5).map(|u| format!("{} ({})", u.table, u.why)).collect();
-    let more = if bad.len() > 5 { format!(" and {} more", bad.len() - 5) } else { String::new() };
+    let listed: Vec<String> = bad
+        .iter()
+        .take(5)
+        .map(|u| format!("{} ({})", u.table, u.why))
+        .collect();
+    let more = if bad.len() > 5 {
+        format!(" and {} more", bad.len() - 5)
+    } else {
+        String::new()
+    };
     let mut schemas: Vec<&str> = bad.iter().map(|u| u.schema.as_str()).collect();
     schemas.dedup();
     let rls = bad.iter().any(|u| u.why == "row-level security applies");
@@ -116,11 +138,19 @@ async fn tables_probe(name: &str, conn: &mut PgConnection, user: &str, bypass: b
         "As the tables' owner or a superuser run: GRANT USAGE ON SCHEMA {s} TO {user}; GRANT \
          SELECT ON ALL TABLES IN SCHEMA {s} TO {user};{rls}",
         s = schemas.join(", "),
-        rls = if rls { format!(" and, for row-level security, ALTER ROLE {user} BYPASSRLS;") } else { String::new() }
+        rls = if rls {
+            format!(" and, for row-level security, ALTER ROLE {user} BYPASSRLS;")
+        } else {
+            String::new()
+        }
     );
     Probe::failed(
         name,
-        format!("connected as {user}, but {} of {total} tables cannot be dumped: {}{more}", bad.len(), listed.join(", ")),
+        format!(
+            "connected as {user}, but {} of {total} tables cannot be dumped: {}{more}",
+            bad.len(),
+            listed.join(", ")
+        ),
         &fix,
     )
 }
