@@ -85,13 +85,18 @@ impl Fixture {
         let out = diagnose::run_all(&setup, "test".into()).await;
         let text = serde_json::to_string(&out).unwrap();
         assert!(!text.contains(&self.key), "the key leaked: {text}");
-        assert!(!text.contains("PRIVATE KEY"), "the Drive key leaked: {text}");
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "the Drive key leaked: {text}"
+        );
         out
     }
 }
 
 fn status(d: &Diagnosis, name: &str) -> ProbeStatus {
-    d.probe(name).unwrap_or_else(|| panic!("no probe {name}: {d:#?}")).status
+    d.probe(name)
+        .unwrap_or_else(|| panic!("no probe {name}: {d:#?}"))
+        .status
 }
 
 fn detail<'a>(d: &'a Diagnosis, name: &str) -> &'a str {
@@ -110,9 +115,20 @@ async fn all_ok_on_a_healthy_setup() {
     let names: Vec<&str> = d.probes.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
-        ["catalog", "workers", "source src", "pg_dump src", "encryption key", "local storage", "google drive"]
+        [
+            "catalog",
+            "workers",
+            "source src",
+            "pg_dump src",
+            "encryption key",
+            "local storage",
+            "google drive"
+        ]
     );
-    assert!(detail(&d, "source src").contains("all 2 tables readable"), "{d:#?}");
+    assert!(
+        detail(&d, "source src").contains("all 2 tables readable"),
+        "{d:#?}"
+    );
     assert!(detail(&d, "encryption key").contains("MANIFEST"), "{d:#?}");
     // The Drive probe wrote, read and deleted its object: nothing is left behind.
     assert!(f.drive.files().is_empty(), "{:?}", f.drive.files());
@@ -136,7 +152,10 @@ async fn a_stopped_or_unreachable_source_fails_its_probe() {
     let d = f.run(&s, &no_drive).await;
     assert_eq!(status(&d, "source src"), ProbeStatus::Failed);
     assert!(detail(&d, "source src").contains("127.0.0.1:1"), "{d:#?}");
-    assert!(!serde_json::to_string(&d).unwrap().contains("hunter2"), "password leaked");
+    assert!(
+        !serde_json::to_string(&d).unwrap().contains("hunter2"),
+        "password leaked"
+    );
     assert_eq!(status(&d, "pg_dump src"), ProbeStatus::Skipped);
     assert_eq!(status(&d, "google drive"), ProbeStatus::Skipped);
     assert_eq!(d.status, ProbeStatus::Failed);
@@ -148,35 +167,62 @@ async fn a_stopped_or_unreachable_source_fails_its_probe() {
     let d = f.run(&s, &no_drive).await;
     assert_eq!(status(&d, "source src"), ProbeStatus::Failed);
     assert!(detail(&d, "source src").contains(&name), "{d:#?}");
-    assert!(d.probe("source src").unwrap().fix.as_deref().unwrap().contains("CELLAR_SOURCE_URL"));
+    assert!(
+        d.probe("source src")
+            .unwrap()
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("CELLAR_SOURCE_URL")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_that_cannot_read_every_table_fails_with_the_grants_to_run() {
     let f = fixture().await;
-    let role = format!("cellar_ro_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let role = format!(
+        "cellar_ro_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     cellar_tests::psql_admin(&format!("CREATE ROLE {role} LOGIN"));
     let s = sqlx::PgPool::connect(f.source.url.expose()).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("GRANT SELECT ON secret TO {role}")))
-        .execute(&s)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT SELECT ON secret TO {role}"
+    )))
+    .execute(&s)
+    .await
+    .unwrap();
     let mut settings = f.settings.clone();
-    let url = f.source.url.expose().replacen("postgres@", &format!("{role}@"), 1);
+    let url = f
+        .source
+        .url
+        .expose()
+        .replacen("postgres@", &format!("{role}@"), 1);
     settings.source_url = Some(format!("src={url}"));
     let d = f.run(&settings, &DriveSettings::default()).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("REVOKE ALL ON secret FROM {role}")))
-        .execute(&s)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE ALL ON secret FROM {role}"
+    )))
+    .execute(&s)
+    .await
+    .unwrap();
     s.close().await;
     cellar_tests::psql_admin(&format!("DROP ROLE {role}"));
     let p = d.probe("source src").unwrap();
     assert_eq!(p.status, ProbeStatus::Failed, "{p:#?}");
     assert!(p.detail.contains("public.t (no SELECT)"), "{p:#?}");
-    assert!(p.detail.contains("public.secret (row-level security applies)"), "{p:#?}");
+    assert!(
+        p.detail
+            .contains("public.secret (row-level security applies)"),
+        "{p:#?}"
+    );
     let fix = p.fix.as_deref().unwrap();
-    assert!(fix.contains(&format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")), "{fix}");
+    assert!(
+        fix.contains(&format!(
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"
+        )),
+        "{fix}"
+    );
     assert!(fix.contains("BYPASSRLS"), "{fix}");
     assert_eq!(status(&d, "pg_dump src"), ProbeStatus::Ok);
 }
@@ -195,7 +241,10 @@ async fn a_replaced_key_cannot_open_the_newest_backup() {
     std::fs::remove_file(&f.key_file).unwrap();
     let d = f.run(&f.settings, &DriveSettings::default()).await;
     assert_eq!(status(&d, "encryption key"), ProbeStatus::Failed);
-    assert!(detail(&d, "encryption key").contains("CELLAR_ENCRYPTION_KEY_FILE"), "{d:#?}");
+    assert!(
+        detail(&d, "encryption key").contains("CELLAR_ENCRYPTION_KEY_FILE"),
+        "{d:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,7 +47,9 @@ async fn backup(pool: &PgPool, ok: bool, verified: Option<bool>) -> BackupId {
     queue::cancel(&mut c, job.id).await.unwrap();
     catalog::mark_running(pool, &id).await.unwrap();
     if !ok {
-        catalog::mark_failed(pool, &id, "source unreachable").await.unwrap();
+        catalog::mark_failed(pool, &id, "source unreachable")
+            .await
+            .unwrap();
         return id;
     }
     let done = Completed {
@@ -106,7 +108,11 @@ async fn critical_when_backups_stop_and_healthy_after_a_fresh_verified_backup() 
     let r = judge(&pool, later(49 * 60)).await;
     assert_eq!(r.status, Status::Critical);
     assert_eq!(codes(&r), ["BACKUPS_STOPPED"]);
-    assert!(r.reasons[0].message.contains("source src"), "{:?}", r.reasons);
+    assert!(
+        r.reasons[0].message.contains("source src"),
+        "{:?}",
+        r.reasons
+    );
 
     // The same through the catalog's own clock: the backup is three days old, then a fresh
     // verified backup makes it healthy again.
@@ -117,7 +123,10 @@ async fn critical_when_backups_stop_and_healthy_after_a_fresh_verified_backup() 
     assert_eq!(r.status, Status::Healthy, "{:?}", r.reasons);
     let f = r.facts.unwrap();
     assert_eq!(f.sources.len(), 1);
-    assert_eq!(f.sources[0].last_verified_id.as_deref(), Some(fresh.as_str()));
+    assert_eq!(
+        f.sources[0].last_verified_id.as_deref(),
+        Some(fresh.as_str())
+    );
     assert_eq!(f.totals.total_backups, 2);
     assert_eq!(f.totals.backups_last_24h, 1);
     assert_eq!(f.totals.storage_local_bytes, 800);
@@ -136,12 +145,21 @@ async fn a_failure_streak_warns_from_the_third_failure_and_a_success_ends_it() {
     backup(&pool, false, None).await;
     backup(&pool, false, None).await;
     let r = judge(&pool, later(1)).await;
-    assert_eq!(r.status, Status::Healthy, "two failures are not a streak: {:?}", r.reasons);
+    assert_eq!(
+        r.status,
+        Status::Healthy,
+        "two failures are not a streak: {:?}",
+        r.reasons
+    );
     backup(&pool, false, None).await;
     let r = judge(&pool, later(1)).await;
     assert_eq!(r.status, Status::Warning);
     assert_eq!(codes(&r), ["FAILURE_STREAK"]);
-    assert!(r.reasons[0].message.contains("last 3 backups failed"), "{:?}", r.reasons);
+    assert!(
+        r.reasons[0].message.contains("last 3 backups failed"),
+        "{:?}",
+        r.reasons
+    );
     assert_eq!(r.facts.as_ref().unwrap().totals.failures_last_week, 3);
     backup(&pool, true, None).await;
     assert_eq!(judge(&pool, later(1)).await.status, Status::Healthy);
@@ -155,7 +173,12 @@ async fn a_verification_rate_below_ninety_percent_warns() {
     }
     backup(&pool, true, Some(false)).await;
     let r = judge(&pool, later(1)).await;
-    assert_eq!(r.status, Status::Healthy, "exactly 90% passes: {:?}", r.reasons);
+    assert_eq!(
+        r.status,
+        Status::Healthy,
+        "exactly 90% passes: {:?}",
+        r.reasons
+    );
     backup(&pool, true, Some(false)).await;
     let r = judge(&pool, later(1)).await;
     assert_eq!(r.status, Status::Warning);
@@ -163,7 +186,11 @@ async fn a_verification_rate_below_ninety_percent_warns() {
     assert!(r.reasons[0].message.contains("9 of 11"), "{:?}", r.reasons);
     // A week later those verifications no longer count (and backups have stopped).
     let r = judge(&pool, later(8 * 24 * 60)).await;
-    assert!(!codes(&r).contains(&"LOW_VERIFICATION_RATE"), "{:?}", r.reasons);
+    assert!(
+        !codes(&r).contains(&"LOW_VERIFICATION_RATE"),
+        "{:?}",
+        r.reasons
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,12 +198,15 @@ async fn waiting_jobs_without_a_live_worker_warn() {
     let (_db, pool) = TestDb::catalog().await;
     backup(&pool, true, None).await;
     let mut c = pool.acquire().await.unwrap();
-    queue::enqueue(&mut c, &NewJob::new("ping", json!({}))).await.unwrap();
+    queue::enqueue(&mut c, &NewJob::new("ping", json!({})))
+        .await
+        .unwrap();
     let r = judge(&pool, later(1)).await;
     assert_eq!(codes(&r), ["NO_LIVE_WORKER"]);
     assert_eq!(r.status, Status::Warning);
 
-    let w = workers::Announce::this_process(uuid::Uuid::new_v4(), vec!["ping".into()], 30.0, json!({}));
+    let w =
+        workers::Announce::this_process(uuid::Uuid::new_v4(), vec!["ping".into()], 30.0, json!({}));
     workers::announce(&pool, &w).await.unwrap();
     let r = judge(&pool, Utc::now()).await;
     assert_eq!(r.status, Status::Healthy, "{:?}", r.reasons);
@@ -225,10 +255,14 @@ async fn a_running_worker_registers_heartbeats_and_marks_itself_stopped() {
     .await;
     let first = workers::list(&pool).await.unwrap()[0].last_seen_at;
     let p = pool.clone();
-    wait_for(Duration::from_secs(10), "a heartbeat refreshes last_seen_at", || {
-        let p = p.clone();
-        async move { workers::list(&p).await.unwrap()[0].last_seen_at > first }
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "a heartbeat refreshes last_seen_at",
+        || {
+            let p = p.clone();
+            async move { workers::list(&p).await.unwrap()[0].last_seen_at > first }
+        },
+    )
     .await;
     let r = judge(&pool, Utc::now()).await;
     let f = r.facts.unwrap();
@@ -238,6 +272,9 @@ async fn a_running_worker_registers_heartbeats_and_marks_itself_stopped() {
     stop.cancel();
     run.await.unwrap();
     let row = workers::list(&pool).await.unwrap().remove(0);
-    assert!(row.stopped_at.is_some(), "a graceful shutdown marks the worker stopped");
+    assert!(
+        row.stopped_at.is_some(),
+        "a graceful shutdown marks the worker stopped"
+    );
     assert!(!row.is_live(Utc::now()));
 }

@@ -26,17 +26,28 @@ fn parse(text: &str) -> HashMap<String, f64> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("TYPE has a name and a type");
             assert!(valid_name(name), "bad name in {line:?}");
-            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{line:?}");
-            assert!(typed.insert(name.to_string(), kind.to_string()).is_none(), "TYPE twice for {name}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line:?}"
+            );
+            assert!(
+                typed.insert(name.to_string(), kind.to_string()).is_none(),
+                "TYPE twice for {name}"
+            );
             continue;
         }
-        assert!(!line.starts_with('#') && !line.is_empty(), "unexpected line {line:?}");
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "unexpected line {line:?}"
+        );
         let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
         let v: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
             "NaN" => f64::NAN,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
         };
         let name = series.split('{').next().unwrap();
         assert!(valid_name(name), "bad metric name in {line:?}");
@@ -45,21 +56,31 @@ fn parse(text: &str) -> HashMap<String, f64> {
         }
         let family = ["_bucket", "_sum", "_count"]
             .iter()
-            .find_map(|s| name.strip_suffix(s).filter(|f| typed.get(*f).is_some_and(|k| k == "histogram")))
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+            })
             .unwrap_or(name);
-        assert!(typed.contains_key(family), "sample before its TYPE: {line:?}");
+        assert!(
+            typed.contains_key(family),
+            "sample before its TYPE: {line:?}"
+        );
         assert!(helped.contains(family), "sample without HELP: {line:?}");
         if typed[family] == "counter" {
             assert!(name.ends_with("_total"), "counters end in _total: {name}");
         }
-        assert!(samples.insert(series.to_string(), v).is_none(), "duplicate series {series}");
+        assert!(
+            samples.insert(series.to_string(), v).is_none(),
+            "duplicate series {series}"
+        );
     }
     samples
 }
 
 fn valid_name(n: &str) -> bool {
     let mut c = n.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
 }
 
@@ -71,8 +92,13 @@ fn check_labels(labels: &str, line: &str) {
         .unwrap_or_else(|| panic!("bad label set in {line:?}"));
     let mut rest = inner;
     while !rest.is_empty() {
-        let (name, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("bad label in {line:?}"));
-        assert!(valid_name(name) && !name.contains(':'), "bad label name in {line:?}");
+        let (name, after) = rest
+            .split_once("=\"")
+            .unwrap_or_else(|| panic!("bad label in {line:?}"));
+        assert!(
+            valid_name(name) && !name.contains(':'),
+            "bad label name in {line:?}"
+        );
         let mut chars = after.char_indices();
         let end = loop {
             match chars.next() {
@@ -118,21 +144,48 @@ async fn metrics_need_a_token_parse_and_count_backups() {
     let ok = r#"cellar_backups_total{type="daily",outcome="success"}"#;
     assert_eq!(before.get(ok), None, "no backup yet:\n{text}");
     assert_eq!(before["cellar_workers_live"], 0.0);
-    assert_eq!(before[r#"cellar_storage_used_bytes{location="local"}"#], 0.0);
+    assert_eq!(
+        before[r#"cellar_storage_used_bytes{location="local"}"#],
+        0.0
+    );
 
     let id = api.completed_backup().await;
     let (_, _, text) = scrape(&api, Some(&api.viewer)).await;
     let after = parse(&text);
     assert_eq!(after[ok], 1.0, "{text}");
-    assert_eq!(after[r#"cellar_backups_total{type="daily",outcome="failure"}"#], 0.0);
-    assert_eq!(after[r#"cellar_backup_plain_bytes_total{type="daily"}"#], 1000.0);
-    assert_eq!(after[r#"cellar_backup_stored_bytes_total{type="daily"}"#], 500.0);
-    assert_eq!(after[r#"cellar_storage_used_bytes{location="local"}"#], 500.0);
-    assert_eq!(after[r#"cellar_backup_duration_seconds_count{type="daily"}"#], 1.0);
-    assert_eq!(after[r#"cellar_backup_duration_seconds_bucket{type="daily",le="+Inf"}"#], 1.0);
-    assert_eq!(after[r#"cellar_backup_duration_seconds_bucket{type="daily",le="1"}"#], 1.0);
+    assert_eq!(
+        after[r#"cellar_backups_total{type="daily",outcome="failure"}"#],
+        0.0
+    );
+    assert_eq!(
+        after[r#"cellar_backup_plain_bytes_total{type="daily"}"#],
+        1000.0
+    );
+    assert_eq!(
+        after[r#"cellar_backup_stored_bytes_total{type="daily"}"#],
+        500.0
+    );
+    assert_eq!(
+        after[r#"cellar_storage_used_bytes{location="local"}"#],
+        500.0
+    );
+    assert_eq!(
+        after[r#"cellar_backup_duration_seconds_count{type="daily"}"#],
+        1.0
+    );
+    assert_eq!(
+        after[r#"cellar_backup_duration_seconds_bucket{type="daily",le="+Inf"}"#],
+        1.0
+    );
+    assert_eq!(
+        after[r#"cellar_backup_duration_seconds_bucket{type="daily",le="1"}"#],
+        1.0
+    );
     let last = after[r#"cellar_last_success_timestamp_seconds{source="src"}"#];
-    assert!((last - chrono::Utc::now().timestamp() as f64).abs() < 120.0, "{last}");
+    assert!(
+        (last - chrono::Utc::now().timestamp() as f64).abs() < 120.0,
+        "{last}"
+    );
     // The backup's job is still waiting (nothing ran it): the queue shows it.
     assert_eq!(after[r#"cellar_queue_depth{kind="backup"}"#], 1.0);
     assert_eq!(after[r#"cellar_jobs_running{kind="backup"}"#], 0.0);
@@ -148,12 +201,15 @@ async fn metrics_need_a_token_parse_and_count_backups() {
 #[test]
 fn the_validator_rejects_bad_expositions() {
     for bad in [
-        "x_total 1\n",                                              // no TYPE
-        "# HELP x_total h\n# TYPE x_total counter\nx_total{a=\"b} 1\n", // unterminated
-        "# HELP x h\n# TYPE x counter\nx 1\n",                      // counter without _total
-        "# HELP x_total h\n# TYPE x_total counter\nx_total one\n",  // bad value
+        "x_total 1\n",                                                      // no TYPE
+        "# HELP x_total h\n# TYPE x_total counter\nx_total{a=\"b} 1\n",     // unterminated
+        "# HELP x h\n# TYPE x counter\nx 1\n", // counter without _total
+        "# HELP x_total h\n# TYPE x_total counter\nx_total one\n", // bad value
         "# HELP x_total h\n# TYPE x_total counter\nx_total{a=\"\\t\"} 1\n", // bad escape
     ] {
-        assert!(std::panic::catch_unwind(|| parse(bad)).is_err(), "accepted {bad:?}");
+        assert!(
+            std::panic::catch_unwind(|| parse(bad)).is_err(),
+            "accepted {bad:?}"
+        );
     }
 }
