@@ -120,6 +120,30 @@ pub async fn record(pool: &PgPool, e: &NewEvent<'_>) -> Result<i64, sqlx::Error>
     .await
 }
 
+/// Records an action Cellar took on its own (no token): `actor` (e.g. `retention`) is stored
+/// as the token name, with no role, outcome allowed. Runs on `conn`, so the event commits with
+/// the action it records.
+pub async fn record_system(
+    conn: &mut sqlx::PgConnection,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    job_id: Option<i64>,
+    arguments: Value,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"INSERT INTO audit_event (token_name, action, target, job_id, arguments, outcome)
+           VALUES ($1, $2, $3, $4, $5, 'allowed') RETURNING id"#,
+        actor,
+        clip(action, 64),
+        target.map(|t| clip(t, 256)),
+        job_id,
+        scrub(arguments),
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// The newest events first, `limit` of them, older than event `before` when given (the cursor).
 pub async fn list(
     pool: &PgPool,

@@ -15,6 +15,8 @@
 //! - [`health`]: health judged from the catalog, live diagnose probes, Prometheus metrics,
 //!   the worker registry.
 //! - [`dump`]: reading a source database at one snapshot: schema, parallel COPY, sequences.
+//! - [`schedule`]: cron schedules in time zones, fired exactly once by every worker's tick.
+//! - [`retention`]: per-type retention policies, the keep/delete plan, deletes through the queue.
 //! - [`telemetry`]: tracing set-up (human or JSON logs).
 
 pub mod audit;
@@ -28,5 +30,7 @@ pub mod health;
 pub mod http;
 pub mod queue;
 pub mod restore;
+pub mod retention;
+pub mod schedule;
 pub mod storage;
 pub mod telemetry;

@@ -10,6 +10,7 @@ use cellar_core::backup::catalog::{self, BackupRequest, Completed};
 use cellar_core::backup::{BackupId, BackupType};
 use cellar_core::health::{self, HealthReport, Inputs, Status, workers};
 use cellar_core::queue::{self, NewJob};
+use cellar_core::schedule::{self, RawSchedule, ScheduleInput};
 use cellar_tests::{TestDb, wait_for};
 use cellar_worker::{Worker, WorkerConfig};
 use chrono::{DateTime, Utc};
@@ -131,11 +132,30 @@ async fn critical_when_backups_stop_and_healthy_after_a_fresh_verified_backup() 
     assert_eq!(f.totals.backups_last_24h, 1);
     assert_eq!(f.totals.storage_local_bytes, 800);
 
-    // A shorter schedule makes the rule stricter.
-    let mut strict = inputs();
-    strict.rules.shortest_interval = chrono::Duration::hours(1);
-    let r = health::check(&pool, later(3 * 60), &strict).await;
+    // The seed's schedules (daily the shortest) set the interval...
+    assert_eq!(r.configuration.shortest_interval_source, "schedules");
+    assert_eq!(r.configuration.shortest_interval_secs, 24 * 3600);
+    assert_eq!(r.configuration.schedules.len(), 3);
+    // ...and an hourly schedule makes the rule stricter: 3 h without a backup is critical.
+    let raw = RawSchedule {
+        name: "hourly".into(),
+        cron: "0 * * * *".into(),
+        backup_type: Some(BackupType::Manual),
+        ..RawSchedule::default()
+    };
+    let hourly = ScheduleInput::parse(raw).unwrap();
+    schedule::catalog::upsert(&pool, &hourly, Utc::now())
+        .await
+        .unwrap();
+    let r = judge(&pool, later(3 * 60)).await;
+    assert_eq!(r.configuration.shortest_interval_secs, 3600);
     assert_eq!(r.status, Status::Critical, "{:?}", r.reasons);
+    assert!(
+        r.reasons[0].message.contains("1.0 hours"),
+        "{:?}",
+        r.reasons
+    );
+    assert_eq!(judge(&pool, later(60)).await.status, Status::Healthy);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,13 @@ pub struct WorkerConfig {
     /// Finished jobs older than this many hours are pruned.
     #[arg(long, env = "CELLAR_PRUNE_AFTER_HOURS", default_value_t = 24.0 * 30.0)]
     pub prune_after_hours: f64,
+    /// Run the scheduler tick (schedules, periodic retention) in this process. Every worker may:
+    /// fires are claimed exactly once without a leader.
+    #[arg(long, env = "CELLAR_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub scheduler: bool,
+    /// Minutes between periodic retention passes (besides the one after each backup).
+    #[arg(long, env = "CELLAR_RETENTION_EVERY_MINUTES", default_value_t = 60.0)]
+    pub retention_every_minutes: f64,
 }
 
 impl Default for WorkerConfig {
@@ -39,6 +46,9 @@ impl Default for WorkerConfig {
             retry_base_secs: 5.0,
             retry_max_secs: 1800.0,
             prune_after_hours: 24.0 * 30.0,
+            // Off for embedded and test workers; the binary's flag defaults to on.
+            scheduler: false,
+            retention_every_minutes: 60.0,
         }
     }
 }
@@ -52,6 +62,11 @@ impl WorkerConfig {
     /// How often held leases are refreshed: four times per lease period.
     pub fn heartbeat_every(&self) -> Duration {
         self.lease() / 4
+    }
+
+    /// The period of retention passes enqueued by the scheduler tick.
+    pub fn retention_every(&self) -> Duration {
+        Duration::from_secs_f64(self.retention_every_minutes.max(1.0) * 60.0)
     }
 
     /// The fallback poll interval.

@@ -7,6 +7,7 @@ use cellar_core::backup::upload::{CheckpointSink, UploadState};
 use cellar_core::backup::{self, BackupEnv, BackupError, BackupId, Progress, ProgressReport};
 use cellar_core::health::{diagnose, workers};
 use cellar_core::restore::{self, RestoreError, RestoreId};
+use cellar_core::retention;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -43,6 +44,10 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
     let u = Arc::clone(&env);
     w.register(backup::JOB_UPLOAD, move |ctx| {
         run_upload(Arc::clone(&u), ctx)
+    });
+    let r = Arc::clone(&env);
+    w.register(retention::JOB_RETENTION, move |_ctx| {
+        run_retention(Arc::clone(&r))
     });
     w.register(backup::JOB_ROTATE_KEYS, move |_ctx| {
         run_rotate(Arc::clone(&env))
@@ -133,9 +138,16 @@ async fn run_backup(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
         .map_err(|e| JobError::Retry(e.to_string()))?;
     let mut out = json!({ "backupId": id.as_str(), "storedBytes": done.stored_bytes, "rows": done.total_rows });
     if row.is_some_and(|r| r.verify_after) {
-        let v = with_progress(&ctx, &latest, backup::verify::verify(&env, &id, &latest))
+        let level = backup::catalog::verify_level(&env.pool, &id)
             .await
-            .map_err(job_error)?;
+            .map_err(|e| JobError::Retry(e.to_string()))?;
+        let v = with_progress(
+            &ctx,
+            &latest,
+            backup::verify::verify_at(&env, &id, level, &latest),
+        )
+        .await
+        .map_err(job_error)?;
         out["verification"] = json!(v.status);
         if !v.is_valid() {
             return Err(JobError::Permanent(format!(
@@ -146,7 +158,20 @@ async fn run_backup(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     }
     ctx.progress_now(json!({"phase": "done", "percent": 100.0}))
         .await?;
+    // Retention runs after each backup (one waiting pass at most); a failure here is not the
+    // backup's: the periodic pass catches up.
+    if let Err(e) = retention::request(&env.pool).await {
+        tracing::warn!(error = %e, "could not enqueue the retention pass after a backup");
+    }
     Ok(Some(out))
+}
+
+/// `retention`: plans at the current time and enqueues a `delete` job per backup to remove.
+async fn run_retention(env: Arc<BackupEnv>) -> Result<JobOutput, JobError> {
+    let report = retention::apply(&env.pool, chrono::Utc::now())
+        .await
+        .map_err(|e| JobError::Retry(e.to_string()))?;
+    Ok(Some(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 
 async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, JobError> {

@@ -2,7 +2,8 @@
 //! - heartbeat: refresh held leases; stop jobs whose cancel was requested or whose lease is gone;
 //!   refresh this worker's row in the registry (`cellar_core::health::workers`);
 //! - listener: LISTEN for new jobs (wake the claim loop) and cancel requests (stop the job now);
-//! - maintenance: rescue expired leases of any worker, prune old finished jobs.
+//! - maintenance: rescue expired leases of any worker, prune old finished jobs;
+//! - scheduler (when enabled): fire due schedules, enqueue periodic retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +22,18 @@ pub(crate) fn spawn_all(w: &Arc<Worker>, stop: &CancellationToken) -> JoinSet<()
     set.spawn(heartbeat_loop(Arc::clone(w), stop.clone()));
     set.spawn(listen_loop(Arc::clone(w), stop.clone()));
     set.spawn(maintenance_loop(Arc::clone(w), stop.clone()));
+    if let Some(source) = &w.scheduler {
+        set.spawn(crate::scheduler::run(
+            Arc::clone(w),
+            source.clone(),
+            stop.clone(),
+        ));
+    }
     set
 }
 
 /// Sleeps `d` or until `stop` fires; false when stopped.
-async fn pause(d: Duration, stop: &CancellationToken) -> bool {
+pub(crate) async fn pause(d: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
         _ = stop.cancelled() => false,

@@ -6,6 +6,7 @@
 //! - [`handler`]: the [`Handler`] trait, the [`JobContext`] a handler gets, [`JobError`].
 //! - [`runtime`]: [`Worker`]: the claim loop, `run_once()` for tests, graceful shutdown.
 //! - [`keeper`]: background duties: heartbeats, the cancel listener, rescue and pruning.
+//! - [`scheduler`]: the scheduler tick (schedules and periodic retention), beside the keeper.
 //!
 //! Why not apalis: see `docs/ARCHITECTURE.md` ("Worker runtime"). In short, apalis 1.0's
 //! custom backend is a fetch stream plus an ack sink; lease fencing on `(id, attempt,
@@ -18,6 +19,7 @@ pub mod handler;
 pub mod handlers;
 pub mod keeper;
 pub mod runtime;
+pub mod scheduler;
 
 pub use config::WorkerConfig;
 pub use handler::{Handler, JobContext, JobError, JobOutput};

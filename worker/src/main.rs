@@ -55,8 +55,13 @@ async fn main() -> anyhow::Result<()> {
         &args.drive,
         &args.diagnose,
     );
+    let scheduler = args.worker.scheduler;
+    let default_source = env.sources.first().map(|s| s.name.clone());
     let mut worker = Worker::new(pool, args.worker);
     worker.set_registry_config(workers::config_summary(&sources, &args.drive));
+    if let (true, Some(source)) = (scheduler, default_source) {
+        worker.enable_scheduler(source);
+    }
     cellar_worker::handlers::register_all(&mut worker, env);
     cellar_worker::handlers::register_diagnose(&mut worker, setup);
     let shutdown = CancellationToken::new();

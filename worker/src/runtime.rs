@@ -85,6 +85,8 @@ pub struct Worker {
     completer: Completer,
     /// What this worker tells the registry about its configuration (no secrets).
     pub(crate) registry_config: serde_json::Value,
+    /// The default source's name, when this worker runs the scheduler tick.
+    pub(crate) scheduler: Option<String>,
 }
 
 impl Worker {
@@ -99,7 +101,15 @@ impl Worker {
             wake: Notify::new(),
             completer: Completer::default(),
             registry_config: serde_json::json!({}),
+            scheduler: None,
         }
+    }
+
+    /// Runs the scheduler tick beside the keeper (see `crate::scheduler`); scheduled backups
+    /// that name no source use `default_source`.
+    pub fn enable_scheduler(&mut self, default_source: impl Into<String>) -> &mut Self {
+        self.scheduler = Some(default_source.into());
+        self
     }
 
     /// Registers the handler for `kind`; the worker claims only kinds it has handlers for.

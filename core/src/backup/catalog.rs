@@ -57,18 +57,41 @@ pub async fn create(
     pool: &PgPool,
     req: &BackupRequest,
 ) -> Result<(BackupId, Enqueued), queue::QueueError> {
-    let kind = req.backup_type.unwrap_or(BackupType::Manual);
-    let id = BackupId::generate(kind, Utc::now());
     let mut tx = pool.begin().await?;
+    let out = create_in(&mut tx, req, &Origin::default()).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Where a backup comes from beyond the request: the schedule fire that produced it, and the
+/// level of the verification that follows it (when `req.verify`).
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// `(schedule id, fire time)` of a scheduled backup.
+    pub schedule: Option<(i64, DateTime<Utc>)>,
+    /// Quick instead of deep verification after the backup.
+    pub quick_verify: bool,
+}
+
+/// Creates the backup row and its job on `conn` (the caller's transaction).
+pub async fn create_in(
+    conn: &mut sqlx::PgConnection,
+    req: &BackupRequest,
+    origin: &Origin,
+) -> Result<(BackupId, Enqueued), queue::QueueError> {
+    let kind = req.backup_type.unwrap_or(BackupType::Manual);
+    let at = origin.schedule.map_or_else(Utc::now, |(_, t)| t);
+    let id = BackupId::generate(kind, at);
     let job = queue::enqueue(
-        &mut tx,
+        &mut *conn,
         &NewJob::new(JOB_BACKUP, json!({ "backupId": id.as_str() })).with_max_attempts(3),
     )
     .await?;
     sqlx::query!(
         r#"INSERT INTO backup (id, backup_type, source, requested_tables, verify_after, job_id,
-                               include_files, upload_to_drive)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+                               include_files, upload_to_drive, schedule_id, scheduled_for,
+                               verify_level)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
         id.as_str(),
         kind as BackupType,
         req.source,
@@ -77,11 +100,27 @@ pub async fn create(
         job.id,
         req.include_files,
         req.upload_to_drive,
+        origin.schedule.map(|(s, _)| s),
+        origin.schedule.map(|(_, t)| t),
+        if origin.quick_verify { "quick" } else { "deep" },
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
     Ok((id, job))
+}
+
+/// The level of the verification that follows backup `id` (when it asked for one).
+pub async fn verify_level(
+    pool: &PgPool,
+    id: &BackupId,
+) -> Result<super::verify::Level, sqlx::Error> {
+    let l = sqlx::query_scalar!("SELECT verify_level FROM backup WHERE id = $1", id.as_str())
+        .fetch_optional(pool)
+        .await?;
+    Ok(match l.as_deref() {
+        Some("quick") => super::verify::Level::Quick,
+        _ => super::verify::Level::Deep,
+    })
 }
 
 /// Reads one backup.

@@ -24,6 +24,19 @@ pub async fn delete(env: &BackupEnv, id: &BackupId) -> Result<usize, BackupError
             "backup {id} is still being taken: cancel its job first"
         )));
     }
+    // A restore queued after retention (or a person) asked for this delete still needs it.
+    let restoring = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM restore WHERE backup_id = $1
+                          AND state IN ('pending', 'running')) AS "e!""#,
+        id.as_str()
+    )
+    .fetch_one(&env.pool)
+    .await?;
+    if restoring {
+        return Err(BackupError::Transient(format!(
+            "backup {id} is being restored: deleting it later"
+        )));
+    }
     let mut removed = remove_objects(env, id).await?;
     if let Some(drive) = &env.drive {
         // The Drive copy goes too (the worker that deletes must have Drive configured).

@@ -39,7 +39,7 @@ pub async fn verify(
 ) -> Result<Enqueued, RequestError> {
     let args = json!({ "backupId": id.as_str(), "level": level });
     let job = NewJob::new(JOB_VERIFY, args).with_dedupe_key(format!("verify:{id}"));
-    enqueue_if(pool, id, &job, |s| match s {
+    enqueue_if(pool, id, &job, |s, _| match s {
         BackupState::Completed => Ok(()),
         _ => Err("only completed backups can be verified"),
     })
@@ -50,7 +50,8 @@ pub async fn verify(
 pub async fn delete(pool: &PgPool, id: &BackupId) -> Result<Enqueued, RequestError> {
     let job = NewJob::new(JOB_DELETE, json!({ "backupId": id.as_str() }))
         .with_dedupe_key(format!("delete:{id}"));
-    enqueue_if(pool, id, &job, |s| match s {
+    enqueue_if(pool, id, &job, |s, pinned| match s {
+        _ if pinned => Err("it is pinned: unpin it first"),
         BackupState::Completed | BackupState::Failed => Ok(()),
         BackupState::Deleted => Err("it is already deleted"),
         _ => Err("it is still being taken: cancel its job first"),
@@ -62,17 +63,18 @@ async fn enqueue_if(
     pool: &PgPool,
     id: &BackupId,
     job: &NewJob,
-    allowed: impl Fn(BackupState) -> Result<(), &'static str>,
+    allowed: impl Fn(BackupState, bool) -> Result<(), &'static str>,
 ) -> Result<Enqueued, RequestError> {
     let mut tx = pool.begin().await?;
-    let state = sqlx::query_scalar!(
-        r#"SELECT state AS "state: BackupState" FROM backup WHERE id = $1 FOR UPDATE"#,
+    let row = sqlx::query!(
+        r#"SELECT state AS "state: BackupState", pinned FROM backup WHERE id = $1 FOR UPDATE"#,
         id.as_str()
     )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| RequestError::NotFound(id.clone()))?;
-    allowed(state).map_err(|why| RequestError::WrongState {
+    let state = row.state;
+    allowed(state, row.pinned).map_err(|why| RequestError::WrongState {
         id: id.clone(),
         state,
         why,

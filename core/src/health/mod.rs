@@ -33,7 +33,8 @@ pub struct Inputs {
     pub configured_sources: Vec<String>,
     /// The caller was told Drive is configured (`GOOGLE_DRIVE_BACKUP_FOLDER_ID`).
     pub drive_configured: bool,
-    /// The thresholds; `shortest_interval` is replaced by the schedules' when there are any.
+    /// The thresholds; `shortest_interval` is replaced by the shortest interval of the enabled
+    /// schedules when there are any (`schedule::shortest_interval`).
     pub rules: Rules,
 }
 
@@ -102,7 +103,9 @@ pub async fn check(pool: &PgPool, now: DateTime<Utc>, inputs: &Inputs) -> Health
         }
     };
     worker_configuration(&facts, &mut configuration);
-    let reasons = rules::judge(&facts, &rules, &inputs.configured_sources);
+    let (rules, extra) = with_schedules(pool, now, rules, &mut configuration).await;
+    let mut reasons = rules::judge(&facts, &rules, &inputs.configured_sources);
+    reasons.extend(extra);
     HealthReport {
         status: rules::overall(&reasons),
         reasons,
@@ -110,6 +113,57 @@ pub async fn check(pool: &PgPool, now: DateTime<Utc>, inputs: &Inputs) -> Health
         facts: Some(facts),
         configuration,
     }
+}
+
+/// Reads the schedules and retention policies into the configuration, and takes the shortest
+/// interval of the enabled schedules for the staleness rule (the default stays when none is
+/// enabled). A schedule that cannot be read is a warning, not a failure of the whole report.
+async fn with_schedules(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    mut rules: Rules,
+    c: &mut Configuration,
+) -> (Rules, Vec<Reason>) {
+    let mut extra = Vec::new();
+    let unreadable = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, what, "health: cannot read the schedules");
+        Reason {
+            status: Status::Warning,
+            code: "SCHEDULES_UNREADABLE",
+            message: format!(
+                "{what} cannot be read ({e}); the staleness rule assumes {} hours",
+                rules::DEFAULT_SHORTEST_INTERVAL.num_hours()
+            ),
+        }
+    };
+    match crate::schedule::catalog::list(pool).await {
+        Ok(list) => {
+            c.schedules = list
+                .iter()
+                .filter_map(|s| serde_json::to_value(s).ok())
+                .collect()
+        }
+        Err(e) => extra.push(unreadable("the schedules", &e)),
+    }
+    match crate::schedule::shortest_interval(pool, now).await {
+        Ok(Some(d)) => {
+            rules.shortest_interval = d;
+            c.shortest_interval_source = "schedules";
+        }
+        Ok(None) => {}
+        Err(e) => extra.push(unreadable("a schedule's timing", &e)),
+    }
+    c.shortest_interval_secs = rules.shortest_interval.num_seconds();
+    match crate::retention::policies(pool).await {
+        Ok(p) => {
+            c.retention = p
+                .iter()
+                .filter_map(|p| serde_json::to_value(p).ok())
+                .collect()
+        }
+        Err(e) => extra.push(unreadable("the retention policies", &e)),
+    }
+    (rules, extra)
 }
 
 /// Fills Drive details from what the most recently seen worker reports about itself.
