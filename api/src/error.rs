@@ -94,6 +94,29 @@ impl From<RequestError> for ApiError {
     }
 }
 
+impl From<cellar_core::schedule::ScheduleError> for ApiError {
+    fn from(e: cellar_core::schedule::ScheduleError) -> Self {
+        use cellar_core::schedule::ScheduleError as S;
+        match e {
+            S::Invalid(m) => Self::InvalidInput(m),
+            S::Db(d) => Self::internal(d),
+            S::Queue(q) => q.into(),
+        }
+    }
+}
+
+impl From<cellar_core::retention::RetentionError> for ApiError {
+    fn from(e: cellar_core::retention::RetentionError) -> Self {
+        use cellar_core::retention::RetentionError as R;
+        match e {
+            R::Invalid(m) => Self::InvalidInput(m),
+            R::NotFound(_) => Self::NotFound(e.to_string()),
+            R::Db(d) => Self::internal(d),
+            R::Queue(q) => q.into(),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {

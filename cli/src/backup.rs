@@ -53,6 +53,10 @@ pub enum BackupCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Pins a backup: retention never deletes it (operators and masters).
+    Pin { id: String },
+    /// Unpins a backup: retention may delete it again (masters).
+    Unpin { id: String },
 }
 
 const BACKUP_FIELDS: &str = "id backupType status source requestedTables createdAt completedAt \
@@ -129,6 +133,25 @@ pub async fn run(api: &Api, cmd: BackupCommand, json_out: bool) -> Result<(), Cl
                 }
             }
         }
+        BackupCommand::Pin { id } => pin(api, &id, true, json_out).await?,
+        BackupCommand::Unpin { id } => pin(api, &id, false, json_out).await?,
+    }
+    Ok(())
+}
+
+async fn pin(api: &Api, id: &str, on: bool, json_out: bool) -> Result<(), CliError> {
+    let field = if on { "pinBackup" } else { "unpinBackup" };
+    let q = format!("mutation($id: ID!) {{ {field}(id: $id) {{ id pinned }} }}");
+    let b = api.request(&q, json!({ "id": id })).await?[field].clone();
+    if json_out {
+        println!("{b}");
+    } else {
+        let state = if b["pinned"].as_bool() == Some(true) {
+            "pinned"
+        } else {
+            "unpinned"
+        };
+        println!("backup {id} {state}");
     }
     Ok(())
 }

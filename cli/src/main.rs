@@ -12,6 +12,8 @@ mod direct;
 mod health;
 mod job;
 mod restore;
+mod retention;
+mod schedule;
 mod watch;
 
 /// Cellar: PostgreSQL backups, compressed, encrypted, verified.
@@ -117,6 +119,20 @@ enum Command {
         #[command(flatten)]
         worker: Box<health::DirectArgs>,
     },
+    /// Backup schedules (through the API).
+    Schedule {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
+    },
+    /// Retention policies and their preview (through the API).
+    Retention {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -140,6 +156,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rollback { api, job_id, wait } => {
             restore::rollback(&api.api(), &job_id, wait, json).await
         }
+        Command::Schedule { api, command } => schedule::run(&api.api(), command, json).await,
+        Command::Retention { api, command } => retention::run(&api.api(), command, json).await,
     }
 }
 

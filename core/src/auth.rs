@@ -21,7 +21,7 @@ use sqlx::PgPool;
 pub enum Role {
     /// Everything, including restores, deletes, tokens and the audit log.
     Master,
-    /// Create and verify backups, cancel the jobs it started, run diagnose, read.
+    /// Create, verify and pin backups, cancel the jobs it started, run diagnose, read.
     Operator,
     /// Read only.
     Viewer,
@@ -52,6 +52,14 @@ pub enum Permission {
     Diagnose,
     /// Create, list and revoke tokens.
     ManageTokens,
+    /// Create, change, enable, disable and delete schedules.
+    ManageSchedules,
+    /// Change retention policies.
+    ManageRetention,
+    /// Pin a backup (protects it from retention and deletion).
+    PinBackup,
+    /// Unpin a backup (makes it deletable again).
+    UnpinBackup,
 }
 
 impl Role {
@@ -71,7 +79,12 @@ impl Role {
             Self::Master => true,
             Self::Operator => matches!(
                 p,
-                P::Read | P::CreateBackup | P::VerifyBackup | P::CancelOwnJob | P::Diagnose
+                P::Read
+                    | P::CreateBackup
+                    | P::VerifyBackup
+                    | P::CancelOwnJob
+                    | P::PinBackup
+                    | P::Diagnose
             ),
             Self::Viewer => p == P::Read,
         }

@@ -105,6 +105,10 @@ impl Backup {
     async fn status(&self) -> BackupStatus {
         self.0.state.into()
     }
+    /// Pinned: retention never deletes it, and deleteBackup refuses it until unpinned.
+    async fn pinned(&self) -> bool {
+        self.0.pinned
+    }
     /// The configured source's name.
     async fn source(&self) -> &str {
         &self.0.source

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`query`], [`mutation`], [`subscription`]: the three roots.
-//! - [`backup`], [`job`], [`health`], [`types`]: output types, each converted From a domain type.
+//! - [`backup`], [`job`], [`health`], [`schedule`], [`types`]: output types, each converted From
+//!   a domain type (schedule also holds the schedule and retention inputs).
 //! - [`audit_rejected`]: audits mutations refused before any resolver runs.
 //!
 //! Every resolver reaches the database through [`crate::service::Services`] (no SQL here), with
@@ -20,6 +21,7 @@ pub mod health;
 pub mod job;
 pub mod mutation;
 pub mod query;
+pub mod schedule;
 pub mod subscription;
 pub mod types;
 

@@ -3,7 +3,9 @@
 
 use async_graphql::{Context, ID, InputObject, Object, Result};
 
+use super::backup::Backup;
 use super::job::Job;
+use super::schedule::{RetentionPolicy, RetentionPolicyInput, Schedule, ScheduleInput};
 use super::types::{BackupType, VerifyLevel};
 use super::{caller, services};
 use crate::service::backups::CreateBackup;
@@ -144,6 +146,66 @@ impl Mutation {
     ) -> Result<super::health::Diagnosis> {
         Ok(services(ctx)
             .diagnose(caller(ctx), timeout_seconds)
+            .await?
+            .into())
+    }
+
+    /// Creates or replaces a schedule (by name). A new schedule, or a changed cron or time zone,
+    /// fires only at times after the change. Masters.
+    async fn upsert_schedule(&self, ctx: &Context<'_>, input: ScheduleInput) -> Result<Schedule> {
+        let row = services(ctx)
+            .upsert_schedule(caller(ctx), input.into())
+            .await?;
+        Ok(row.into())
+    }
+
+    /// Enables or disables a schedule (by name or id); fires missed while disabled are not
+    /// run. Masters.
+    async fn set_schedule_enabled(
+        &self,
+        ctx: &Context<'_>,
+        schedule: String,
+        enabled: bool,
+    ) -> Result<Schedule> {
+        let row = services(ctx)
+            .set_schedule_enabled(caller(ctx), &schedule, enabled)
+            .await?;
+        Ok(row.into())
+    }
+
+    /// Deletes a schedule (by name or id); the backups it took stay. Masters.
+    async fn delete_schedule(&self, ctx: &Context<'_>, schedule: String) -> Result<Schedule> {
+        let row = services(ctx)
+            .delete_schedule(caller(ctx), &schedule)
+            .await?;
+        Ok(row.into())
+    }
+
+    /// Sets the retention policy of one backup type. Masters.
+    async fn set_retention_policy(
+        &self,
+        ctx: &Context<'_>,
+        input: RetentionPolicyInput,
+    ) -> Result<RetentionPolicy> {
+        let p = services(ctx)
+            .set_retention_policy(caller(ctx), input.into())
+            .await?;
+        Ok(p.into())
+    }
+
+    /// Pins a backup: retention never deletes it, deleteBackup refuses it. Operators and
+    /// masters.
+    async fn pin_backup(&self, ctx: &Context<'_>, id: ID) -> Result<Backup> {
+        Ok(services(ctx)
+            .set_pinned(caller(ctx), &id, true)
+            .await?
+            .into())
+    }
+
+    /// Unpins a backup (it becomes deletable again). Masters.
+    async fn unpin_backup(&self, ctx: &Context<'_>, id: ID) -> Result<Backup> {
+        Ok(services(ctx)
+            .set_pinned(caller(ctx), &id, false)
             .await?
             .into())
     }

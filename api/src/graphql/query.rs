@@ -5,6 +5,7 @@ use cellar_core::backup::listing::Filter;
 
 use super::backup::{Backup, BackupConnection};
 use super::job::{Job, JobConnection};
+use super::schedule::{RetentionDecision, RetentionPolicy, Schedule};
 use super::types::{AuditConnection, BackupStatus, BackupType, JobState, PageInfo};
 use super::{caller, services};
 
@@ -97,6 +98,31 @@ impl Query {
     /// are in docs/HEALTH.md).
     async fn health(&self, ctx: &Context<'_>) -> Result<super::health::Health> {
         Ok(services(ctx).health(caller(ctx)).await?.into())
+    }
+
+    /// Every schedule, by name, with its next fire time.
+    async fn schedules(&self, ctx: &Context<'_>) -> Result<Vec<Schedule>> {
+        let rows = services(ctx).schedules(caller(ctx)).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// The retention policy of each backup type.
+    async fn retention_policies(&self, ctx: &Context<'_>) -> Result<Vec<RetentionPolicy>> {
+        let rows = services(ctx).retention_policies(caller(ctx)).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// What retention would do now with every completed or failed backup of `backupType`
+    /// (all types when left out), newest first: kept or deleted, and why.
+    async fn retention_preview(
+        &self,
+        ctx: &Context<'_>,
+        backup_type: Option<BackupType>,
+    ) -> Result<Vec<RetentionDecision>> {
+        let rows = services(ctx)
+            .retention_preview(caller(ctx), backup_type.map(Into::into))
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     /// Who the caller is (null without a valid token).

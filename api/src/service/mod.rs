@@ -8,6 +8,8 @@
 //! - [`jobs`]: read, list, cancel, retry.
 //! - [`admin`]: the audit log.
 //! - [`health`]: health, metrics and diagnose (a `diagnose` job run by a worker).
+//! - [`schedules`]: list, upsert, enable/disable, delete.
+//! - [`retention`]: policies, preview, pins.
 
 use std::future::Future;
 
@@ -23,6 +25,8 @@ pub mod backups;
 pub mod health;
 pub mod jobs;
 pub mod restores;
+pub mod retention;
+pub mod schedules;
 
 /// Who is asking: resolved from the bearer token (HTTP) or `connectionParams.token` (websocket).
 #[derive(Clone, Debug, Default)]

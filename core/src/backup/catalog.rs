@@ -50,6 +50,8 @@ pub struct BackupRow {
     pub warnings: Vec<String>,
     pub error: Option<String>,
     pub verification: Option<Value>,
+    /// Retention never deletes it; deleteBackup refuses it until unpinned.
+    pub pinned: bool,
 }
 
 /// Creates the backup row and its job in one transaction. Returns the new id and the job.
@@ -130,7 +132,7 @@ pub async fn get(pool: &PgPool, id: &BackupId) -> Result<Option<BackupRow>, sqlx
         r#"SELECT id, backup_type AS "backup_type: BackupType", state AS "state: BackupState",
                   source, requested_tables, include_files, verify_after, job_id, created_at, completed_at, key_id,
                   plain_bytes, stored_bytes, table_count, total_rows, tables, locations, warnings,
-                  error, verification
+                  error, verification, pinned
            FROM backup WHERE id = $1"#,
         id.as_str()
     )
@@ -145,7 +147,7 @@ pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<BackupRow>, sqlx::Err
         r#"SELECT id, backup_type AS "backup_type: BackupType", state AS "state: BackupState",
                   source, requested_tables, include_files, verify_after, job_id, created_at, completed_at, key_id,
                   plain_bytes, stored_bytes, table_count, total_rows, tables, locations, warnings,
-                  error, verification
+                  error, verification, pinned
            FROM backup ORDER BY created_at DESC, id DESC LIMIT $1"#,
         limit
     )

@@ -32,7 +32,7 @@ pub async fn page(
         r#"SELECT id, backup_type AS "backup_type: BackupType", state AS "state: BackupState",
                   source, requested_tables, include_files, verify_after, job_id, created_at, completed_at, key_id,
                   plain_bytes, stored_bytes, table_count, total_rows, tables, locations, warnings,
-                  error, verification
+                  error, verification, pinned
            FROM backup
            WHERE ($1::backup_type IS NULL OR backup_type = $1)
              AND (state = $2 OR ($2::backup_state IS NULL AND state <> 'deleted'))

@@ -181,10 +181,13 @@ fn judge(
     (false, format!("{what}: {why}"))
 }
 
+/// Names the GFS bucket (day, ISO week, month) a time falls in.
+type Bucket = fn(DateTime<Utc>) -> String;
+
 /// The GFS slots of `done` (newest first): id -> "daily slot 2026-11-20" etc.
 fn gfs_slots<'a>(p: &Policy, done: &[&'a Candidate]) -> HashMap<&'a str, String> {
     let mut slots = HashMap::new();
-    let kinds: [(u32, &str, fn(DateTime<Utc>) -> String); 3] = [
+    let kinds: [(u32, &str, Bucket); 3] = [
         (p.keep_daily, "daily", |t| t.format("%Y-%m-%d").to_string()),
         (p.keep_weekly, "weekly", |t| {
             let w = t.iso_week();

@@ -189,3 +189,26 @@ pub async fn shortest_interval(
     }
     Ok(best)
 }
+
+/// A fire as recorded.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fire {
+    pub fire_at: DateTime<Utc>,
+    pub fired_at: DateTime<Utc>,
+    pub backup_id: Option<String>,
+    pub job_id: Option<i64>,
+}
+
+/// The latest `limit` fires of schedule `schedule_id`, newest first.
+pub async fn fires(pool: &PgPool, schedule_id: i64, limit: i64) -> Result<Vec<Fire>, sqlx::Error> {
+    sqlx::query_as!(
+        Fire,
+        r#"SELECT fire_at, fired_at, backup_id, job_id FROM schedule_fire
+           WHERE schedule_id = $1 ORDER BY fire_at DESC LIMIT $2"#,
+        schedule_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
