@@ -21,7 +21,7 @@ use sqlx::PgPool;
 pub enum Role {
     /// Everything, including restores, deletes, tokens and the audit log.
     Master,
-    /// Create, verify and pin backups, cancel the jobs it started, read.
+    /// Create, verify and pin backups, cancel the jobs it started, run diagnose, read.
     Operator,
     /// Read only.
     Viewer,
@@ -48,6 +48,8 @@ pub enum Permission {
     Restore,
     /// Read the audit trail.
     ReadAudit,
+    /// Run the live `diagnose` probes (they write and delete small probe objects).
+    Diagnose,
     /// Create, list and revoke tokens.
     ManageTokens,
     /// Create, change, enable, disable and delete schedules.
@@ -77,7 +79,12 @@ impl Role {
             Self::Master => true,
             Self::Operator => matches!(
                 p,
-                P::Read | P::CreateBackup | P::VerifyBackup | P::CancelOwnJob | P::PinBackup
+                P::Read
+                    | P::CreateBackup
+                    | P::VerifyBackup
+                    | P::CancelOwnJob
+                    | P::PinBackup
+                    | P::Diagnose
             ),
             Self::Viewer => p == P::Read,
         }

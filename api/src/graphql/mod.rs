@@ -2,8 +2,8 @@
 //!
 //! # Layout
 //! - [`query`], [`mutation`], [`subscription`]: the three roots.
-//! - [`backup`], [`job`], [`schedule`], [`types`]: output types, each converted From a domain
-//!   type (schedule also holds the schedule and retention inputs).
+//! - [`backup`], [`job`], [`health`], [`schedule`], [`types`]: output types, each converted From
+//!   a domain type (schedule also holds the schedule and retention inputs).
 //! - [`audit_rejected`]: audits mutations refused before any resolver runs.
 //!
 //! Every resolver reaches the database through [`crate::service::Services`] (no SQL here), with
@@ -17,6 +17,7 @@ use crate::service::{Caller, Services};
 
 pub mod audit_rejected;
 pub mod backup;
+pub mod health;
 pub mod job;
 pub mod mutation;
 pub mod query;

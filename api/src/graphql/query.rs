@@ -94,6 +94,12 @@ impl Query {
         })
     }
 
+    /// Health: status with reasons, summary, metrics and configuration (every role; the rules
+    /// are in docs/HEALTH.md).
+    async fn health(&self, ctx: &Context<'_>) -> Result<super::health::Health> {
+        Ok(services(ctx).health(caller(ctx)).await?.into())
+    }
+
     /// Every schedule, by name, with its next fire time.
     async fn schedules(&self, ctx: &Context<'_>) -> Result<Vec<Schedule>> {
         let rows = services(ctx).schedules(caller(ctx)).await?;
