@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cellar_core::backup::BackupSettings;
 use cellar_core::config::CatalogArgs;
-use cellar_core::storage::DriveSettings;
+use cellar_core::storage::{DriveSettings, LocalStorage};
 use cellar_worker::{Worker, WorkerConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,11 @@ struct Args {
     /// Google Drive copies (off unless `GOOGLE_DRIVE_BACKUP_FOLDER_ID` is set).
     #[command(flatten)]
     drive: DriveSettings,
+    /// Temp files in `CELLAR_BACKUP_DIR/.tmp` untouched for this many seconds are removed at
+    /// start-up: a worker killed mid-write never removes its own. Writers touch theirs
+    /// continuously, so this only has to exceed the longest pause inside one write.
+    #[arg(long, env = "CELLAR_STALE_TEMP_SECS", default_value_t = 3600)]
+    stale_temp_secs: u64,
 }
 
 #[tokio::main]
@@ -42,12 +47,25 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)
         .context("while reading the Google Drive settings")?;
+    remove_stale_temp(&args.backup.backup_dir, args.stale_temp_secs).await;
     let mut worker = Worker::new(pool, args.worker);
     cellar_worker::handlers::register_all(&mut worker, env);
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     Arc::new(worker).run(shutdown).await;
     Ok(())
+}
+
+/// Removes temp files left by killed writers; a failure is logged, never fatal.
+async fn remove_stale_temp(dir: &std::path::Path, older_than_secs: u64) {
+    let age = std::time::Duration::from_secs(older_than_secs);
+    let removed = match LocalStorage::new(dir) {
+        Ok(local) => local.remove_stale_temp(age).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed {
+        tracing::warn!(error = %e, "could not remove stale temp files");
+    }
 }
 
 async fn signal_shutdown(token: CancellationToken) {

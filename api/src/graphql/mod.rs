@@ -17,6 +17,7 @@ use crate::service::{Caller, Services};
 pub mod audit_rejected;
 pub mod backup;
 pub mod job;
+pub mod live_auth;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
