@@ -55,7 +55,7 @@ impl Tally {
     }
 }
 
-/// A fingerprint of every user table's rows in `db` (schema, name, row count and an md5 of the
+/// A fingerprint of every user table's rows in `db` (one line per table: schema, name, row count and an md5 of the
 /// sorted rows), plus its sequences' values: equal fingerprints mean the same data.
 pub async fn fingerprint(db: &TestDb) -> String {
     let pool = cellar_core::db::connect(&db.url, 1)
@@ -87,7 +87,7 @@ pub async fn fingerprint_pool(pool: &PgPool) -> String {
             .fetch_one(pool)
             .await
             .expect("fingerprint a table");
-        out.push_str(&format!("{schema}.{name}={v};"));
+        out.push_str(&format!("{schema}.{name}={v}\n"));
     }
     let seqs: Vec<(String, Option<i64>)> = sqlx::query_as(
         "SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences ORDER BY 1",
@@ -96,7 +96,7 @@ pub async fn fingerprint_pool(pool: &PgPool) -> String {
     .await
     .expect("sequences");
     for (s, v) in seqs {
-        out.push_str(&format!("{s}@{v:?};"));
+        out.push_str(&format!("{s}@{v:?}\n"));
     }
     out
 }
