@@ -62,7 +62,10 @@ impl Rig {
         let url = self.catalog_url.as_ref().unwrap_or(&self.catalog.url);
         let mut v: Vec<(String, String)> = [
             ("DATABASE_URL", url.expose().to_string()),
-            ("CELLAR_SOURCE_URL", format!("src={}", self.source.url.expose())),
+            (
+                "CELLAR_SOURCE_URL",
+                format!("src={}", self.source.url.expose()),
+            ),
             ("CELLAR_BACKUP_DIR", self.backups().display().to_string()),
             ("CELLAR_ENCRYPTION_KEY", self.key.clone()),
             ("CELLAR_BACKUP_JOBS", "2".into()),
@@ -155,7 +158,10 @@ impl Rig {
     /// on timeout points at the logs.
     pub async fn until_final(&self, id: i64, within: Duration) -> JobRow {
         let what = format!("job {id} to finish (logs in {})", self.log_dir().display());
-        wait_for(within, &what, || async { self.job(id).await.state.is_final() }).await;
+        wait_for(within, &what, || async {
+            self.job(id).await.state.is_final()
+        })
+        .await;
         self.job(id).await
     }
 

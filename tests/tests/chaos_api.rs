@@ -15,8 +15,7 @@ use cellar_tests::rig::{self, Rig};
 use cellar_tests::wait_for;
 use serde_json::{Value, json};
 
-const CREATE: &str =
-    "mutation { createBackup(input: {source: \"src\"}) { id backup { id } } }";
+const CREATE: &str = "mutation { createBackup(input: {source: \"src\"}) { id backup { id } } }";
 const FOLLOW: &str = "subscription($id: ID!) { jobProgress(id: $id) { id state attempt } }";
 const EVENTS: &str = "subscription { jobEvents { id state attempt } }";
 
@@ -46,7 +45,10 @@ async fn follow_reconnecting(api: Api, id: Value) -> (String, usize) {
         let mut last = String::new();
         let r = api
             .subscribe(FOLLOW, json!({"id": id}), |d| {
-                last = d["jobProgress"]["state"].as_str().unwrap_or_default().into();
+                last = d["jobProgress"]["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into();
                 true
             })
             .await;
@@ -83,7 +85,9 @@ async fn subscribers_see_the_final_state_across_an_api_restart() {
         for f in followers {
             let (last, connections) = f.await.unwrap();
             assert_eq!(last, "COMPLETED");
-            t.add(format!("final state seen after {connections} connection(s)"));
+            t.add(format!(
+                "final state seen after {connections} connection(s)"
+            ));
         }
         assert_eq!(rig.job(id).await.state, JobState::Completed);
     }
@@ -91,7 +95,10 @@ async fn subscribers_see_the_final_state_across_an_api_restart() {
 }
 
 /// Collects `jobEvents` from one API into `seen` (job id -> states) until `stop` is set.
-fn collect(api: Api, seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>) -> tokio::task::JoinHandle<()> {
+fn collect(
+    api: Api,
+    seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let _ = api
             .subscribe(EVENTS, json!({}), |d| {
@@ -118,8 +125,13 @@ async fn two_apis_three_workers_every_job_once_every_event_everywhere() {
         ready(u).await;
     }
     let tok = token(&rig).await;
-    let clients: Vec<Api> = urls.iter().map(|u| Api::new(u, Some(tok.clone()))).collect();
-    let seen: Vec<_> = (0..2).map(|_| Arc::new(Mutex::new(BTreeMap::new()))).collect();
+    let clients: Vec<Api> = urls
+        .iter()
+        .map(|u| Api::new(u, Some(tok.clone())))
+        .collect();
+    let seen: Vec<_> = (0..2)
+        .map(|_| Arc::new(Mutex::new(BTreeMap::new())))
+        .collect();
     let _subs: Vec<_> = (0..2)
         .map(|i| collect(clients[i].clone(), Arc::clone(&seen[i])))
         .collect();
@@ -129,13 +141,21 @@ async fn two_apis_three_workers_every_job_once_every_event_everywhere() {
     let mut warm = Vec::new();
     let live = |id: String| {
         let seen = &seen;
-        async move { seen.iter().all(|s| s.lock().unwrap().get(&id).is_some_and(|st| st.contains("COMPLETED"))) }
+        async move {
+            seen.iter().all(|s| {
+                s.lock()
+                    .unwrap()
+                    .get(&id)
+                    .is_some_and(|st| st.contains("COMPLETED"))
+            })
+        }
     };
     loop {
         let r = clients[0].request(CREATE, json!({})).await.unwrap();
         let id = r["createBackup"]["id"].as_str().unwrap().to_string();
         warm.push(id.clone());
-        rig.until_final(id.parse().unwrap(), Duration::from_secs(60)).await;
+        rig.until_final(id.parse().unwrap(), Duration::from_secs(60))
+            .await;
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(3) && !live(id.clone()).await {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -152,22 +172,32 @@ async fn two_apis_three_workers_every_job_once_every_event_everywhere() {
         ids.push(r["createBackup"]["id"].as_str().unwrap().to_string());
     }
     for id in ids.iter().chain(&warm) {
-        let row = rig.until_final(id.parse().unwrap(), Duration::from_secs(180)).await;
+        let row = rig
+            .until_final(id.parse().unwrap(), Duration::from_secs(180))
+            .await;
         assert_eq!(row.state, JobState::Completed, "{row:?}");
         assert_eq!(row.attempt, 1, "job {id} ran more than once: {row:?}");
     }
-    wait_for(Duration::from_secs(30), "every final state on both APIs", || async {
-        seen.iter().all(|s| {
-            let s = s.lock().unwrap();
-            ids.iter().all(|id| s.get(id).is_some_and(|st| st.contains("COMPLETED")))
-        })
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "every final state on both APIs",
+        || async {
+            seen.iter().all(|s| {
+                let s = s.lock().unwrap();
+                ids.iter()
+                    .all(|id| s.get(id).is_some_and(|st| st.contains("COMPLETED")))
+            })
+        },
+    )
     .await;
     for s in &seen {
         let s = s.lock().unwrap();
         for id in &ids {
             let states = &s[id];
-            assert!(states.contains("RUNNING") && states.contains("COMPLETED"), "{id}: {states:?}");
+            assert!(
+                states.contains("RUNNING") && states.contains("COMPLETED"),
+                "{id}: {states:?}"
+            );
         }
     }
     let a = seen[0].lock().unwrap().clone();

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use api_common::{Api, code, scalar};
 use cellar_core::auth::{self, Role};
-use cellar_core::backup::catalog::{self, BackupRequest};
 use cellar_core::backup::BackupState;
+use cellar_core::backup::catalog::{self, BackupRequest};
 use cellar_core::queue::{self, NewJob};
 use cellar_core::restore::{RestoreRequest, RestoreState, catalog as restores};
 use cellar_tests::chaos::fingerprint;
@@ -68,29 +68,55 @@ async fn open_websockets_end_when_their_token_is_revoked_or_expires() {
         .await
         .unwrap();
     let (revoked, expiring) = (listen(&api, &victim), listen(&api, &brief));
-    wait_for(Duration::from_secs(10), "two live subscriptions", || async {
-        api.state.hub.subscribers() >= 2
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "two live subscriptions",
+        || async { api.state.hub.subscribers() >= 2 },
+    )
     .await;
     ping(&api).await;
     auth::revoke_token(&api.pool, "victim").await.unwrap();
     let end = tokio::time::timeout(Duration::from_secs(15), revoked).await;
     let end = end.expect("a revoked token's websocket must end").unwrap();
-    assert!(end.contains("UNAUTHENTICATED") || end.contains("authentic"), "{end}");
+    assert!(
+        end.contains("UNAUTHENTICATED") || end.contains("authentic"),
+        "{end}"
+    );
     let end = tokio::time::timeout(Duration::from_secs(15), expiring).await;
     let end = end.expect("an expired token's websocket must end").unwrap();
-    assert!(end.contains("UNAUTHENTICATED") || end.contains("authentic"), "{end}");
-    assert_eq!(denied_events(&api, "jobEvents").await, 2, "both cut-offs audited");
+    assert!(
+        end.contains("UNAUTHENTICATED") || end.contains("authentic"),
+        "{end}"
+    );
+    assert_eq!(
+        denied_events(&api, "jobEvents").await,
+        2,
+        "both cut-offs audited"
+    );
 
     // The dead tokens cannot open a new websocket or run a mutation; neither can junk.
-    for bad in [victim.as_str(), brief.as_str(), "cellar_x", "not-a-token", "\u{0}\u{1}"] {
+    for bad in [
+        victim.as_str(),
+        brief.as_str(),
+        "cellar_x",
+        "not-a-token",
+        "\u{0}\u{1}",
+    ] {
         let end = listen(&api, bad).await.unwrap();
-        assert!(end.contains("authentic") || end.contains("UNAUTH"), "{bad:?}: {end}");
+        assert!(
+            end.contains("authentic") || end.contains("UNAUTH"),
+            "{bad:?}: {end}"
+        );
     }
     assert_eq!(denied_events(&api, "websocket").await, 5);
     let before = api.audit_count().await;
     let cancel = "mutation { cancelJob(id: \"1\") { id } }";
-    for header in ["Bearer", "Bearer  ", "Basic dXNlcjpwYXNz", &format!("Token {}", api.master)] {
+    for header in [
+        "Bearer",
+        "Bearer  ",
+        "Basic dXNlcjpwYXNz",
+        &format!("Token {}", api.master),
+    ] {
         let body: serde_json::Value = api
             .http
             .post(format!("{}/graphql", api.url))
@@ -108,8 +134,16 @@ async fn open_websockets_end_when_their_token_is_revoked_or_expires() {
         let (_, body) = api.gql(Some(t), cancel, json!({})).await;
         assert_eq!(code(&body), Some("UNAUTHENTICATED"), "{body}");
     }
-    assert_eq!(api.audit_count().await, before + 6, "every refused mutation audited");
-    let leaked = scalar(&api.pool, "SELECT count(*) FROM audit_event WHERE arguments::text LIKE '%cellar_%'").await;
+    assert_eq!(
+        api.audit_count().await,
+        before + 6,
+        "every refused mutation audited"
+    );
+    let leaked = scalar(
+        &api.pool,
+        "SELECT count(*) FROM audit_event WHERE arguments::text LIKE '%cellar_%'",
+    )
+    .await;
     assert_eq!(leaked, 0, "no token text in the audit trail");
 }
 
@@ -142,7 +176,11 @@ async fn backup_ids_with_traversal_absolute_paths_or_nul_are_refused() {
             assert!(!msg.contains('\0'), "the NUL is escaped in {msg:?}");
         }
     }
-    assert_eq!(api.fingerprint().await, before, "nothing was enqueued or changed");
+    assert_eq!(
+        api.fingerprint().await,
+        before,
+        "nothing was enqueued or changed"
+    );
 }
 
 /// Names that break naive quoting.
@@ -222,10 +260,23 @@ async fn hostile_identifiers_are_backed_up_and_restored_faithfully() {
     r.confirm = true;
     restore(r).await;
     let got = fingerprint(&target).await;
-    let robert = |p: &str| p.lines().filter(|x| x.contains("Robert")).collect::<String>();
-    let others = |p: &str| p.lines().filter(|x| !x.contains("Robert")).collect::<Vec<_>>().join("\n");
+    let robert = |p: &str| {
+        p.lines()
+            .filter(|x| x.contains("Robert"))
+            .collect::<String>()
+    };
+    let others = |p: &str| {
+        p.lines()
+            .filter(|x| !x.contains("Robert"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert_eq!(others(&got), others(&want), "the chosen tables came back");
-    assert_ne!(robert(&got), robert(&want), "an unchosen table was restored");
+    assert_ne!(
+        robert(&got),
+        robert(&want),
+        "an unchosen table was restored"
+    );
 }
 
 /// Changes to all three tables of the restored copy.

@@ -15,15 +15,18 @@ use cellar_core::backup::{BackupEnv, BackupId, BackupState, verify};
 use cellar_core::format::KeyRing;
 use cellar_core::format::manifest::ObjectKind;
 use cellar_core::restore::{RestoreRequest, RestoreState, catalog as restores};
+use cellar_tests::TestDb;
 use cellar_tests::chaos::{self, Tally, fingerprint};
 use cellar_tests::rig::{self, Rig};
-use cellar_tests::TestDb;
 use cellar_worker::{RunOnce, Worker, WorkerConfig};
 use rand::Rng;
 use rand::rngs::StdRng;
 
 fn count(var: &str, default: usize) -> usize {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Fx {
@@ -73,7 +76,12 @@ impl Fx {
     }
 
     /// A full restore of `id` into `target` with `env`: the row's state and error.
-    async fn restore(&self, env: &BackupEnv, id: &BackupId, target: &TestDb) -> (RestoreState, String) {
+    async fn restore(
+        &self,
+        env: &BackupEnv,
+        id: &BackupId,
+        target: &TestDb,
+    ) -> (RestoreState, String) {
         let mut req = RestoreRequest::new(id.clone());
         req.target_database = Some(target.name.clone());
         req.confirm = true;
@@ -162,7 +170,9 @@ async fn every_corruption_is_named_by_verify_and_refused_by_restore() {
         .map(|o| fx.rig.backups().join(o.key.as_str()))
         .collect();
     let originals: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let opened = cellar_core::restore::open::OpenedBackup::open(&fx.env, &id).await.unwrap();
+    let opened = cellar_core::restore::open::OpenedBackup::open(&fx.env, &id)
+        .await
+        .unwrap();
     let files_object = opened
         .manifest
         .objects
@@ -171,7 +181,11 @@ async fn every_corruption_is_named_by_verify_and_refused_by_restore() {
         .map(|o| o.name.to_string())
         .expect("a files archive");
     let kind_of = |name: &str| {
-        let kind = opened.manifest.objects.iter().find(|o| o.name.as_str() == name);
+        let kind = opened
+            .manifest
+            .objects
+            .iter()
+            .find(|o| o.name.as_str() == name);
         kind.map_or_else(
             || name.rsplit('/').next().unwrap_or_default().to_string(),
             |o| format!("{:?}", o.kind),
@@ -208,7 +222,9 @@ async fn every_corruption_is_named_by_verify_and_refused_by_restore() {
                 // it): the database comes back whole; verify still names the archive.
                 assert_eq!(after, source_print, "{trial}");
                 rig::scramble(&target).await;
-                t.add(format!("{how} of the files archive: verify named it, database restored intact"));
+                t.add(format!(
+                    "{how} of the files archive: verify named it, database restored intact"
+                ));
             } else {
                 assert_eq!(state, RestoreState::Failed, "{trial}: restore went ahead");
                 assert!(!error.is_empty(), "{trial}");
@@ -253,7 +269,10 @@ async fn wrong_missing_and_unknown_keys_and_borrowed_objects_are_refused() {
     assert_eq!(v.failures[0].object, format!("{a}/KEY"), "{v:?}");
     let (state, error) = fx.restore(&env, &a, &target).await;
     assert_eq!(state, RestoreState::Failed);
-    assert!(error.contains("not in") && !error.contains(&other), "{error}");
+    assert!(
+        error.contains("not in") && !error.contains(&other),
+        "{error}"
+    );
     assert_eq!(fingerprint(&target).await, before);
 
     // KEY and MANIFEST copied from backup b into backup a: bound to b's id, refused.
@@ -266,10 +285,20 @@ async fn wrong_missing_and_unknown_keys_and_borrowed_objects_are_refused() {
         std::fs::copy(&pb, &pa).unwrap();
         let v = verify::verify(&fx.env, &a, &()).await.unwrap();
         let named = format!("{a}/{object}");
-        assert!(v.failures.iter().any(|f| f.object == named), "{object}: {v:?}");
+        assert!(
+            v.failures.iter().any(|f| f.object == named),
+            "{object}: {v:?}"
+        );
         let (state, error) = fx.restore(&fx.env, &a, &target).await;
-        assert_eq!(state, RestoreState::Failed, "{object} of another backup accepted");
-        eprintln!("chaos borrowed {object}: verify {:?}; restore: {error}", v.failures[0].error);
+        assert_eq!(
+            state,
+            RestoreState::Failed,
+            "{object} of another backup accepted"
+        );
+        eprintln!(
+            "chaos borrowed {object}: verify {:?}; restore: {error}",
+            v.failures[0].error
+        );
         assert_eq!(fingerprint(&target).await, before);
         std::fs::write(&pa, original).unwrap();
     }

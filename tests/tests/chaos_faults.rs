@@ -39,7 +39,11 @@ async fn settled(env: &BackupEnv, root: &std::path::Path, id: &BackupId) -> Stri
         BackupState::Failed => {
             let reason = b.error.unwrap_or_default();
             assert!(!reason.is_empty());
-            assert_eq!(chaos::object_files(root, id.as_str()), 0, "{id} left objects");
+            assert_eq!(
+                chaos::object_files(root, id.as_str()),
+                0,
+                "{id} left objects"
+            );
             format!("failed: {reason}")
         }
         s => panic!("{id} is still {s:?}"),
@@ -73,7 +77,8 @@ async fn source_connections_terminated_mid_dump() {
     let mut t = Tally::default();
     for _ in 0..n {
         let (id, job) = request(&rig.pool).await;
-        let copying = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY%'";
+        let copying =
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY%'";
         wait_for(Duration::from_secs(60), "a COPY on the source", || async {
             let c: i64 = sqlx::query_scalar(copying)
                 .bind(&rig.source.name)
@@ -153,9 +158,17 @@ async fn a_full_disk_fails_the_backup_cleanly_and_the_next_one_works() {
     assert_eq!(b.state, BackupState::Failed);
     let reason = b.error.unwrap_or_default();
     assert!(reason.contains("disk full"), "unclear reason: {reason}");
-    assert_eq!(chaos::object_files(&root, id.as_str()), 0, "partial objects");
+    assert_eq!(
+        chaos::object_files(&root, id.as_str()),
+        0,
+        "partial objects"
+    );
     assert_eq!(chaos::temp_files(&root), 0, "temp files left");
-    assert!(chaos::backup_dirs(&root).is_empty(), "{:?}", chaos::backup_dirs(&root));
+    assert!(
+        chaos::backup_dirs(&root).is_empty(),
+        "{:?}",
+        chaos::backup_dirs(&root)
+    );
     eprintln!("chaos disk full: {} attempts, {reason}", row.attempt);
 
     fs.resize("64m");
@@ -190,11 +203,13 @@ async fn the_catalog_restarted_mid_job() {
         let row = rig.until_final(job, Duration::from_secs(120)).await;
         assert!(worker.alive(), "the worker died: {}", worker.log_text());
         let outcome = settled(&env, &rig.backups(), &id).await;
-        t.add(format!("job {:?} on attempt {}; {outcome}", row.state, row.attempt));
+        t.add(format!(
+            "job {:?} on attempt {}; {outcome}",
+            row.state, row.attempt
+        ));
     }
     t.report("catalog restart");
     worker.kill();
     drop(rig);
     drop(cluster);
-
 }

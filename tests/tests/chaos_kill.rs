@@ -36,7 +36,11 @@ async fn kill_once(rig: &mut Rig, job: i64, window: Duration, rng: &mut StdRng, 
     }
     let mid = rig.job(job).await.state == JobState::Running;
     first.kill();
-    t.add(if mid { "killed mid-job" } else { "killed after the end" });
+    t.add(if mid {
+        "killed mid-job"
+    } else {
+        "killed after the end"
+    });
 }
 
 /// Runs `job` to its end with a second worker, which is then stopped.
@@ -51,7 +55,12 @@ async fn calibrate(rig: &mut Rig, job: i64) -> Duration {
     rig.until_running(job).await;
     let start = Instant::now();
     let row = rig.until_final(job, FINISH).await;
-    assert_eq!(row.state, JobState::Completed, "calibration: {:?}", row.errors);
+    assert_eq!(
+        row.state,
+        JobState::Completed,
+        "calibration: {:?}",
+        row.errors
+    );
     start.elapsed().mul_f64(1.2)
 }
 
@@ -107,14 +116,23 @@ async fn sigkilled_backups_verifies_and_restores_end_cleanly() {
     t.report("kill: backup");
 
     let mut t = Tally::default();
-    let job = requests::verify(&rig.pool, &first, Level::Deep).await.unwrap();
+    let job = requests::verify(&rig.pool, &first, Level::Deep)
+        .await
+        .unwrap();
     let window = calibrate(&mut rig, job.id).await;
     for i in 0..n {
         let mut rng = chaos::rng(seed, 1000 + i);
-        let job = requests::verify(&rig.pool, &first, Level::Deep).await.unwrap();
+        let job = requests::verify(&rig.pool, &first, Level::Deep)
+            .await
+            .unwrap();
         kill_once(&mut rig, job.id, window, &mut rng, &mut t).await;
         let row = finish(&mut rig, job.id).await;
-        assert_eq!(row.state, JobState::Completed, "verify job: {:?}", row.errors);
+        assert_eq!(
+            row.state,
+            JobState::Completed,
+            "verify job: {:?}",
+            row.errors
+        );
         let b = catalog::get(&rig.pool, &first).await.unwrap().unwrap();
         assert_eq!(b.verification.unwrap()["status"], "valid");
         t.add(format!("verified on attempt {}", row.attempt));
@@ -191,7 +209,10 @@ async fn no_orphans(rig: &mut Rig) {
         let state = row.map(|r| r.state);
         assert_eq!(state, Some(BackupState::Completed), "orphan objects: {dir}");
         let id: BackupId = dir.parse().unwrap();
-        assert!(verify::verify(&env, &id, &()).await.unwrap().is_valid(), "{dir}");
+        assert!(
+            verify::verify(&env, &id, &()).await.unwrap().is_valid(),
+            "{dir}"
+        );
     }
     let left = chaos::temp_files(&rig.backups());
     rig.extra

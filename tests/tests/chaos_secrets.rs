@@ -20,7 +20,10 @@ async fn follow(api: &Api, id: &Value, out: &mut String) -> String {
     let mut last = String::new();
     let sub = api.subscribe(FOLLOW, json!({"id": id}), |d| {
         out.push_str(&d.to_string());
-        last = d["jobProgress"]["state"].as_str().unwrap_or_default().into();
+        last = d["jobProgress"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .into();
         true
     });
     tokio::time::timeout(Duration::from_secs(180), sub)
@@ -42,9 +45,15 @@ impl Drop for Role_ {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_logs_responses_audit_or_catalog() {
     let source = rig::source(5_000).await;
-    let role = Role_(format!("chaos_pw_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let role = Role_(format!(
+        "chaos_pw_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
     let password = format!("Pw-{}", uuid::Uuid::new_v4().simple());
-    psql_admin(&format!("CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{password}'", role.0));
+    psql_admin(&format!(
+        "CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{password}'",
+        role.0
+    ));
     let with_password = format!(
         "postgres://{}:{password}@127.0.0.1:5432/{}",
         role.0, source.name
@@ -81,8 +90,14 @@ async fn no_secret_appears_in_logs_responses_audit_or_catalog() {
 
     let create = "mutation { createBackup(input: {verifyBackup: true, uploadToDrive: true}) { id backup { id } } }";
     let r = ask(create, json!({}), &mut responses).await.unwrap();
-    let backup = r["createBackup"]["backup"]["id"].as_str().unwrap().to_string();
-    assert_eq!(follow(&api, &r["createBackup"]["id"], &mut responses).await, "COMPLETED");
+    let backup = r["createBackup"]["backup"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        follow(&api, &r["createBackup"]["id"], &mut responses).await,
+        "COMPLETED"
+    );
     let drive = "query($id: ID!) { backup(id: $id) { storage { driveAvailable } } }";
     wait_for(Duration::from_secs(120), "the Drive copy", || async {
         let r = api.request(drive, json!({"id": backup})).await.unwrap();
@@ -91,9 +106,13 @@ async fn no_secret_appears_in_logs_responses_audit_or_catalog() {
     .await;
     let target = format!("{}_secret_restore", rig.source.name);
     let restore = "mutation($b: ID!, $t: String) { restoreBackup(input: {backupId: $b, targetDatabase: $t, confirmRestore: true}) { id } }";
-    let r = ask(restore, json!({"b": backup, "t": target}), &mut responses).await.unwrap();
+    let r = ask(restore, json!({"b": backup, "t": target}), &mut responses)
+        .await
+        .unwrap();
     let state = follow(&api, &r["restoreBackup"]["id"], &mut responses).await;
-    psql_admin(&format!("DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"));
+    psql_admin(&format!(
+        "DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"
+    ));
     assert_eq!(state, "COMPLETED");
     // Failures too: a source that does not exist, a database name that cannot exist.
     let bad = "mutation { createBackup(input: {source: \"nope\"}) { id } }";
@@ -129,7 +148,11 @@ async fn no_secret_appears_in_logs_responses_audit_or_catalog() {
         ("Drive private key", pem_line.as_str()),
         ("source password", password.as_str()),
     ] {
-        for (place, text) in [("logs", &logs), ("GraphQL responses", &responses), ("catalog", &catalog)] {
+        for (place, text) in [
+            ("logs", &logs),
+            ("GraphQL responses", &responses),
+            ("catalog", &catalog),
+        ] {
             assert!(!text.contains(secret), "the {what} appears in the {place}");
         }
     }

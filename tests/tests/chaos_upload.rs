@@ -69,7 +69,10 @@ fn same_on_drive(fake: &FakeDrive, rig: &Rig, id: &BackupId) -> usize {
     local.sort();
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&remote), names(&local), "objects on Drive vs local");
-    assert!(remote == local, "a Drive copy differs from its local object");
+    assert!(
+        remote == local,
+        "a Drive copy differs from its local object"
+    );
     local.len()
 }
 
@@ -105,7 +108,11 @@ async fn sigkilled_uploads_resume_and_leave_one_copy_of_each_object() {
             tokio::time::sleep(Duration::from_millis(at)).await;
             let mid = rig.job(job).await.state == JobState::Running;
             first.kill();
-            t.add(if mid { "killed mid-upload" } else { "killed after the end" });
+            t.add(if mid {
+                "killed mid-upload"
+            } else {
+                "killed after the end"
+            });
         }
         let started = std::time::Instant::now();
         let _second = rig.worker();
@@ -116,7 +123,10 @@ async fn sigkilled_uploads_resume_and_leave_one_copy_of_each_object() {
         assert_eq!(row.state, JobState::Completed, "upload: {:?}", row.errors);
         assert_eq!(drive_location(&rig, &id).await, "available");
         let objects = same_on_drive(&fake, &rig, &id);
-        t.add(format!("available, {objects} objects, attempt {}", row.attempt));
+        t.add(format!(
+            "available, {objects} objects, attempt {}",
+            row.attempt
+        ));
     }
     t.report("kill: upload");
 }
@@ -141,7 +151,10 @@ async fn step_until(w: &Arc<Worker>, what: &str, done: impl AsyncFn() -> bool) {
         if done().await {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -166,29 +179,48 @@ async fn a_drive_outage_longer_than_the_retry_budget_is_ridden_out() {
     local_copy_is_whole(&rig, &env, &id).await;
     assert_ne!(drive_location(&rig, &id).await, "available");
     fake.set_faults(FaultPlan::default());
-    step_until(&w, "the upload to finish", async || rig.job(job).await.state.is_final()).await;
+    step_until(&w, "the upload to finish", async || {
+        rig.job(job).await.state.is_final()
+    })
+    .await;
     let row = rig.job(job).await;
     assert_eq!(row.state, JobState::Completed, "{:?}", row.errors);
     assert_eq!(drive_location(&rig, &id).await, "available");
     let n = same_on_drive(&fake, &rig, &id);
-    eprintln!("chaos outage: recovered on attempt {} ({n} objects)", row.attempt);
+    eprintln!(
+        "chaos outage: recovered on attempt {} ({n} objects)",
+        row.attempt
+    );
 
     // Outage past every attempt: the copy fails, the backup does not; retryJob finishes it.
     fake.set_faults(FaultPlan::random(1.0, 2));
     let id = request(&rig).await;
     let job = upload_job_after(&w, &rig, &id).await;
-    step_until(&w, "the upload to give up", async || rig.job(job).await.state.is_final()).await;
+    step_until(&w, "the upload to give up", async || {
+        rig.job(job).await.state.is_final()
+    })
+    .await;
     let row = rig.job(job).await;
     assert_eq!(row.state, JobState::Discarded, "{row:?}");
     assert_eq!(drive_location(&rig, &id).await, "failed");
-    let last = row.errors.last().map(|e| e["error"].to_string()).unwrap_or_default();
-    assert!(!last.is_empty() && !last.contains("BEGIN PRIVATE KEY"), "{last}");
+    let last = row
+        .errors
+        .last()
+        .map(|e| e["error"].to_string())
+        .unwrap_or_default();
+    assert!(
+        !last.is_empty() && !last.contains("BEGIN PRIVATE KEY"),
+        "{last}"
+    );
     local_copy_is_whole(&rig, &env, &id).await;
     fake.set_faults(FaultPlan::default());
     let mut conn = rig.pool.acquire().await.unwrap();
     control::retry(&mut conn, job).await.unwrap();
     drop(conn);
-    step_until(&w, "the retried upload", async || rig.job(job).await.state.is_final()).await;
+    step_until(&w, "the retried upload", async || {
+        rig.job(job).await.state.is_final()
+    })
+    .await;
     assert_eq!(rig.job(job).await.state, JobState::Completed);
     assert_eq!(drive_location(&rig, &id).await, "available");
     let n = same_on_drive(&fake, &rig, &id);

@@ -80,7 +80,6 @@ impl<T> Live<T> {
             }
         }
     }
-
 }
 
 /// Audits the cut-off and builds the error that ends the subscription.
