@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod backup;
 mod direct;
 mod job;
+mod restore;
 mod watch;
 
 /// Cellar: PostgreSQL backups, compressed, encrypted, verified.
@@ -70,6 +71,24 @@ enum Command {
         #[command(subcommand)]
         command: backup::BackupCommand,
     },
+    /// Restores a backup (masters; through the API): the whole database or chosen tables,
+    /// into its source or another database, after a safety backup.
+    Restore {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        args: restore::RestoreArgs,
+    },
+    /// Rolls back the restore that ran as job JOB_ID by restoring its safety backup (masters).
+    Rollback {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The restore's job id.
+        job_id: String,
+        /// Follow the job to its end; exit 1 unless it completed.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Jobs (through the API).
     Job {
         #[command(flatten)]
@@ -87,6 +106,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token { catalog, command } => direct::token(&catalog, command, json).await,
         Command::Backup { api, command } => backup::run(&api.api(), command, json).await,
         Command::Job { api, command } => job::run(&api.api(), command, json).await,
+        Command::Restore { api, args } => restore::restore(&api.api(), args, json).await,
+        Command::Rollback { api, job_id, wait } => {
+            restore::rollback(&api.api(), &job_id, wait, json).await
+        }
     }
 }
 

@@ -52,7 +52,7 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
 #[serde(rename_all = "camelCase")]
 struct BackupArgs {
     backup_id: String,
-    /// For `verify` jobs: `quick` or `deep` (the default).
+    /// For `verify` jobs: `quick`, `deep` (the default) or `drill`.
     #[serde(default)]
     level: Option<backup::verify::Level>,
 }
@@ -144,7 +144,7 @@ async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     let v = with_progress(
         &ctx,
         &latest,
-        backup::verify::verify_at(&env, &id, level, &latest),
+        backup::verify::verify_with(&env, &id, level, &latest, &ctx.cancel),
     )
     .await
     .map_err(job_error)?;
