@@ -58,6 +58,23 @@ pub async fn resolve(
     Ok(Caller { principal, addr })
 }
 
+/// A websocket refused at `connection_init` leaves an audit event (never the token itself).
+async fn audit_refused_websocket(services: &Services, caller: &Caller, had: bool, e: &ApiError) {
+    let event = cellar_core::audit::NewEvent {
+        principal: None,
+        action: "websocket",
+        target: None,
+        job_id: None,
+        arguments: serde_json::json!({ "token": if had { "unknown, revoked or expired" } else { "none" } }),
+        outcome: cellar_core::audit::Outcome::Denied,
+        error_code: Some(e.code()),
+        client_addr: caller.addr.clone(),
+    };
+    if let Err(err) = cellar_core::audit::record(&services.pool, &event).await {
+        tracing::error!(error = %err, "AUDIT EVENT NOT RECORDED: websocket refused");
+    }
+}
+
 fn error_response(e: ApiError) -> GraphQLResponse {
     let e = async_graphql::Error::from(e).into_server_error(Default::default());
     async_graphql::Response::from_errors(vec![e]).into()
@@ -126,7 +143,10 @@ pub async fn graphql_ws(
                     let token = params_token(&params).or(header_token);
                     let caller = resolve(&services, token.as_deref(), addr).await?;
                     if caller.principal.is_none() {
-                        return Err(ApiError::Unauthenticated.into());
+                        let refused = ApiError::Unauthenticated;
+                        audit_refused_websocket(&services, &caller, token.is_some(), &refused)
+                            .await;
+                        return Err(refused.into());
                     }
                     let mut data = Data::default();
                     data.insert(caller);

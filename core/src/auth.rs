@@ -232,6 +232,18 @@ pub async fn list_tokens(pool: &PgPool) -> Result<Vec<TokenInfo>, sqlx::Error> {
     .await
 }
 
+/// Whether token `token_id` is still active (not revoked, not expired). Long-lived sessions
+/// (open websockets) authenticate once and re-check with this, so a revocation ends them too.
+pub async fn is_active(pool: &PgPool, token_id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM api_token WHERE id = $1 AND revoked_at IS NULL
+                          AND (expires_at IS NULL OR expires_at > now())) AS "active!""#,
+        token_id
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Revokes the active token named `name`; it stops working at once.
 pub async fn revoke_token(pool: &PgPool, name: &str) -> Result<TokenInfo, AuthError> {
     sqlx::query_as!(

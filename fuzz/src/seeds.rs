@@ -124,6 +124,7 @@ fn manifest_json() -> Vec<u8> {
         name: "customers".into(),
         rows: 120_000,
         objects: vec![name],
+        columns: Some(vec!["id".into(), "email".into()]),
     });
     m.extra.insert("future".into(), serde_json::json!({ "x": 1, "y": [true, null, 2.5] }));
     serde_json::to_vec_pretty(&m).expect("manifest serializes")

@@ -5,9 +5,17 @@
 //! - [`wait_for`]: wait on a condition with a deadline (tests never sleep to wait).
 //! - [`shared_dir`]: where `../shared` (datasets, tools) is, or a loud skip.
 //! - [`fake_drive`]: a fake Google Drive v3 server with fault injection and a request log.
+//! - [`procs`]: the real `cellar-api` / `cellar-worker` / `cellar` binaries as child processes.
+//! - [`rig`]: a catalog, a source, storage and a key wired for those processes and for checks.
+//! - [`chaos`]: trial counts, seeds, data fingerprints and storage listings for `chaos_*` tests.
+//! - [`pgcluster`]: a private PostgreSQL cluster a test may stop and start.
 //! - `src/bin/`: small processes the tests start and kill (real child processes).
 
+pub mod chaos;
 pub mod fake_drive;
+pub mod pgcluster;
+pub mod procs;
+pub mod rig;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -5,53 +5,14 @@
 //! The binaries are found next to this test's directory (`target/debug/`): `scripts/test`
 //! builds them first (`cargo test` alone does not build other packages' binaries).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use cellar_core::auth::{self, Role};
 use cellar_core::format::KeyRing;
+use cellar_tests::procs::{bin, free_port, spawn};
 use cellar_tests::{TestDb, wait_for};
 use serde_json::{Value, json};
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries first (scripts/test does: cargo build --workspace --bins)",
-        path.display()
-    );
-    path
-}
-
-/// A child process killed when dropped; its log goes to a file for post-mortems.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(name: &str, env: &[(&str, String)], log: &Path) -> Proc {
-    let file = std::fs::File::create(log).unwrap();
-    let mut cmd = Command::new(bin(name));
-    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(file);
-    Proc(cmd.spawn().unwrap())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn source() -> TestDb {
     let db = TestDb::empty().await;
@@ -103,7 +64,8 @@ async fn backup_over_graphql_followed_live_listed_and_deleted() {
         ),
         ("CELLAR_ENCRYPTION_KEY", KeyRing::generate_entry()),
         ("CELLAR_BACKUP_JOBS", "2".into()),
-    ];
+    ]
+    .map(|(k, v)| (k.to_string(), v));
     let _api = spawn("cellar-api", &env, &dir.path().join("api.log"));
     let _worker = spawn("cellar-worker", &env, &dir.path().join("worker.log"));
     let http = cellar_core::http::client();

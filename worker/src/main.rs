@@ -7,7 +7,7 @@ use cellar_core::backup::BackupSettings;
 use cellar_core::config::CatalogArgs;
 use cellar_core::health::diagnose::{DiagnoseSettings, Setup};
 use cellar_core::health::workers;
-use cellar_core::storage::DriveSettings;
+use cellar_core::storage::{DriveSettings, LocalStorage};
 use cellar_worker::{Worker, WorkerConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,11 @@ struct Args {
     /// The `diagnose` probes' thresholds.
     #[command(flatten)]
     diagnose: DiagnoseSettings,
+    /// Temp files in `CELLAR_BACKUP_DIR/.tmp` untouched for this many seconds are removed at
+    /// start-up: a worker killed mid-write never removes its own. Writers touch theirs
+    /// continuously, so this only has to exceed the longest pause inside one write.
+    #[arg(long, env = "CELLAR_STALE_TEMP_SECS", default_value_t = 3600)]
+    stale_temp_secs: u64,
 }
 
 #[tokio::main]
@@ -57,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let scheduler = args.worker.scheduler;
     let default_source = env.sources.first().map(|s| s.name.clone());
+    remove_stale_temp(&args.backup.backup_dir, args.stale_temp_secs).await;
     let mut worker = Worker::new(pool, args.worker);
     worker.set_registry_config(workers::config_summary(&sources, &args.drive));
     if let (true, Some(source)) = (scheduler, default_source) {
@@ -68,6 +74,18 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(signal_shutdown(shutdown.clone()));
     Arc::new(worker).run(shutdown).await;
     Ok(())
+}
+
+/// Removes temp files left by killed writers; a failure is logged, never fatal.
+async fn remove_stale_temp(dir: &std::path::Path, older_than_secs: u64) {
+    let age = std::time::Duration::from_secs(older_than_secs);
+    let removed = match LocalStorage::new(dir) {
+        Ok(local) => local.remove_stale_temp(age).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed {
+        tracing::warn!(error = %e, "could not remove stale temp files");
+    }
 }
 
 async fn signal_shutdown(token: CancellationToken) {

@@ -19,6 +19,7 @@ pub mod audit_rejected;
 pub mod backup;
 pub mod health;
 pub mod job;
+pub mod live_auth;
 pub mod mutation;
 pub mod query;
 pub mod schedule;

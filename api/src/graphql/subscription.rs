@@ -9,6 +9,7 @@ use futures::Stream;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 
 use super::job::{Job, JobEvent};
+use super::live_auth::while_active;
 use super::{caller, services};
 use crate::events::Hub;
 use crate::service::Services;
@@ -40,31 +41,39 @@ async fn next_row(id: i64, st: &mut Follow) -> Option<Arc<JobRow>> {
 impl Subscription {
     /// The job's state and progress now, then on every change, until it ends (the last item
     /// is its final state). NOT_FOUND for an unknown job.
-    async fn job_progress(&self, ctx: &Context<'_>, id: ID) -> Result<impl Stream<Item = Job>> {
+    /// Ends with UNAUTHENTICATED if the token is revoked or expires meanwhile.
+    async fn job_progress(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<impl Stream<Item = Result<Job>>> {
         let (svc, who) = (services(ctx).clone(), caller(ctx).clone());
         who.require(Permission::Read)?;
         let id = parse_id(&id)?;
         // Subscribe before reading, so no change between the read and the subscription is lost.
         let rx = ctx.data_unchecked::<Arc<Hub>>().subscribe();
         let first = svc.job(&who, &id.to_string()).await?;
-        let start: Option<Follow> = Some((Some(Arc::new(first)), rx, svc));
-        Ok(futures::stream::unfold(start, move |st| async move {
+        let start: Option<Follow> = Some((Some(Arc::new(first)), rx, svc.clone()));
+        let rows = futures::stream::unfold(start, move |st| async move {
             let mut st = st?;
             let row = next_row(id, &mut st).await?;
             let more = !row.state.is_final();
             Some((Job(row), more.then_some(st)))
-        }))
+        });
+        Ok(while_active(rows, svc, who, "jobProgress"))
     }
 
     /// Every job's state and progress changes (optionally of one kind), as they happen.
+    /// Ends with UNAUTHENTICATED if the token is revoked or expires meanwhile.
     async fn job_events(
         &self,
         ctx: &Context<'_>,
         kind: Option<String>,
-    ) -> Result<impl Stream<Item = JobEvent>> {
-        caller(ctx).require(Permission::Read)?;
+    ) -> Result<impl Stream<Item = Result<JobEvent>>> {
+        let (svc, who) = (services(ctx).clone(), caller(ctx).clone());
+        who.require(Permission::Read)?;
         let rx = ctx.data_unchecked::<Arc<Hub>>().subscribe();
-        Ok(futures::stream::unfold(rx, move |mut rx| {
+        let events = futures::stream::unfold(rx, move |mut rx| {
             let kind = kind.clone();
             async move {
                 loop {
@@ -80,6 +89,7 @@ impl Subscription {
                     }
                 }
             }
-        }))
+        });
+        Ok(while_active(events, svc, who, "jobEvents"))
     }
 }

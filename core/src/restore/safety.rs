@@ -6,7 +6,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::{RestoreError, RestoreId, catalog};
-use crate::backup::{self, BackupEnv, BackupId, BackupType, Progress, ProgressReport};
+use crate::backup::{self, BackupEnv, BackupId, BackupState, BackupType, Progress, ProgressReport};
 use crate::config::{DbUrl, Source};
 
 /// Reports the safety backup's progress as the restore's, phase prefixed.
@@ -50,6 +50,7 @@ pub async fn take(
     cancel: &CancellationToken,
 ) -> Result<BackupId, RestoreError> {
     let (env, source) = env_for(env, target, database);
+    abandon_interrupted(&env, restore).await?;
     let id = BackupId::generate(BackupType::Safety, Utc::now());
     sqlx::query!(
         r#"INSERT INTO backup (id, backup_type, source, requested_tables)
@@ -69,4 +70,24 @@ pub async fn take(
             ))
         })?;
     Ok(id)
+}
+
+/// A safety backup an earlier attempt of this restore started but never finished (its worker
+/// was killed) would stay `running` for ever, its objects orphaned: remove them and mark it
+/// failed before the new attempt takes its own. A completed one is kept (a valid backup).
+async fn abandon_interrupted(env: &BackupEnv, restore: RestoreId) -> Result<(), RestoreError> {
+    let Some(row) = catalog::get(&env.pool, restore).await? else {
+        return Ok(());
+    };
+    let Some(earlier) = row.safety_backup_id.and_then(|id| id.parse::<BackupId>().ok()) else {
+        return Ok(());
+    };
+    let state = backup::catalog::get(&env.pool, &earlier).await?.map(|b| b.state);
+    if matches!(state, Some(BackupState::Pending | BackupState::Running)) {
+        let removed = backup::run::remove_objects(env, &earlier).await?;
+        let why = "interrupted: the restore attempt taking it stopped; the next attempt takes a new one";
+        backup::catalog::mark_failed(&env.pool, &earlier, why).await?;
+        tracing::warn!(backup_id = %earlier, removed, "abandoned an interrupted safety backup");
+    }
+    Ok(())
 }
