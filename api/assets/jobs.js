@@ -35,33 +35,45 @@ function percentOf(job) {
   return p === null || p === undefined ? 0 : Math.min(100, Math.max(0, p));
 }
 
-function renderItem(item, job) {
+/** Builds a job's list item once; `update` changes it in place (focus stays on Cancel). */
+function jobItem(job) {
   const title = `${job.kind} job ${job.id}`;
-  const bar = el('progress', { max: 100, value: percentOf(job), 'aria-label': `${title} progress` });
-  const done = job.state in FINAL;
-  const cancel = !done && ctx.can('operator') && !job.cancelRequested
-    ? el('button', { type: 'button', class: 'small secondary', 'aria-label': `Cancel ${title}`,
-      onclick: () => cancelJob(job.id) }, 'Cancel')
-    : null;
-  fill(item,
+  const state = el('span');
+  const bar = el('progress', { max: 100, value: 0, 'aria-label': `${title} progress` });
+  const text = el('p', { class: 'job-text' });
+  const error = el('p', { class: 'error', hidden: true });
+  const cancel = el('button', { type: 'button', class: 'small secondary', 'aria-label': `Cancel ${title}`,
+    onclick: () => cancelJob(job.id) }, 'Cancel');
+  cancel.hidden = !ctx.can('operator');
+  const item = el('li', { class: 'card job', id: `job-${job.id}`, tabindex: '-1', dataset: { jobId: job.id } },
     el('div', { class: 'job-head' },
       el('strong', {}, title),
       job.backup ? el('span', { class: 'mono', title: job.backup.id }, shortId(job.backup.id)) : null,
-      pill(job.cancelRequested && !done ? 'cancelling' : job.state.toLowerCase(), FINAL[job.state] || 'info'),
-      cancel),
-    bar,
-    el('p', { class: 'job-text' }, progressText(job)),
-    job.error ? el('p', { class: 'error' }, job.error) : null);
-  item.dataset.state = job.state;
+      state, cancel),
+    bar, text, error);
+  item.update = (j) => {
+    const done = j.state in FINAL;
+    fill(state, pill(j.cancelRequested && !done ? 'cancelling' : j.state.toLowerCase(), FINAL[j.state] || 'info'));
+    bar.value = percentOf(j);
+    text.textContent = progressText(j);
+    error.textContent = j.error || '';
+    error.hidden = !j.error;
+    if ((done || j.cancelRequested) && !cancel.hidden) {
+      if (document.activeElement === cancel) item.focus();
+      cancel.hidden = true;
+    }
+    item.dataset.state = j.state;
+  };
+  item.update(job);
+  return item;
 }
 
 function follow(job) {
   if (followed.has(job.id)) return;
-  const item = el('li', { class: 'card job', id: `job-${job.id}`, dataset: { jobId: job.id } });
+  const item = jobItem(job);
   document.getElementById('jobs-active').prepend(item);
-  renderItem(item, job);
   const unsubscribe = subscribe(FOLLOW, { id: job.id },
-    (data) => renderItem(item, data.jobProgress),
+    (data) => item.update(data.jobProgress),
     (err) => {
       if (err) showError(err, `follow job ${job.id}`);
       else loadDone().catch(() => {});

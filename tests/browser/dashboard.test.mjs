@@ -94,7 +94,7 @@ test('a master starts a backup, watches it to 100 %, and sees it listed and veri
       if (bar) window.seen.push(bar.value);
     };
     note();
-    new MutationObserver(note).observe(document.getElementById('jobs-active'), { childList: true, subtree: true });
+    new MutationObserver(note).observe(document.getElementById('jobs-active'), { childList: true, subtree: true, attributes: true });
   }, jobId);
   await page.waitForFunction((id) => {
     const li = document.getElementById(`job-${id}`);
@@ -103,6 +103,7 @@ test('a master starts a backup, watches it to 100 %, and sees it listed and veri
   assert.equal(Number(await item.locator('progress').getAttribute('value')), 100);
   assert.match(await item.locator('.job-text').textContent(), /done · 100 %/);
   const seen = await page.evaluate(() => window.seen);
+  console.log(`progress values seen: ${seen.join(' ')}`);
   assert.equal(seen[seen.length - 1], 100, `progress values: ${seen}`);
   for (let i = 1; i < seen.length; i += 1) assert.ok(seen[i] >= seen[i - 1], `progress went back: ${seen}`);
   await shot(page, 'jobs');
