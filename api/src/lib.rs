@@ -1,5 +1,7 @@
 //! Cellar's HTTP API: GraphQL (queries, mutations, subscriptions), the seed's REST routes, and
-//! the orchestrator probes, all behind API tokens, every mutation audited; and the web dashboard.
+//! the orchestrator probes (`/healthz`, `/readyz`, open) and Prometheus `/metrics`, all else
+//! behind API tokens, every mutation audited; and the web dashboard (`/`, open: it is only a
+//! client of the same API).
 //!
 //! # Layout
 //! - [`router`]: the axum router over the shared [`AppState`]; [`serve`] runs it on a given
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/graphql", get(http::graphiql).post(http::graphql))
         .route("/graphql/ws", get(http::graphql_ws))
         .merge(rest::routes())
@@ -108,6 +111,25 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
             )
         }
     }
+}
+
+/// `/metrics`: the Prometheus exposition (text format 0.0.4). Needs a bearer API token of any
+/// role (Prometheus: `authorization: {credentials: <viewer token>}`), like every other read:
+/// it names sources and job kinds.
+async fn metrics(
+    State(s): State<AppState>,
+    http::ClientAddr(addr): http::ClientAddr,
+    headers: axum::http::HeaderMap,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), error::ApiError> {
+    let who = http::resolve(&s.services, http::bearer(&headers), addr).await?;
+    let text = s.services.metrics(&who).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves. Client addresses reach the audit

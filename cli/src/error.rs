@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the job ended badly (failed, cancelled, discarded) or the backup is invalid |
+//! | 1 | the job ended badly (failed, cancelled, discarded), the backup is invalid, health is not healthy, or a diagnose probe failed |
 //! | 2 | bad usage or input (`INVALID_INPUT`) |
 //! | 3 | not allowed (`UNAUTHENTICATED`, `FORBIDDEN`) |
 //! | 4 | not found (`NOT_FOUND`) |

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod backup;
 mod direct;
+mod health;
 mod job;
 mod watch;
 
@@ -77,6 +78,26 @@ enum Command {
         #[command(subcommand)]
         command: job::JobCommand,
     },
+    /// Health: status, reasons, per-source summary (through the API); exit 1 unless healthy.
+    Health {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Live probes of every dependency, each with a fix; exit 1 when one failed. Through the
+    /// API (a worker runs them), or `--direct` in this process with a worker's variables.
+    Diagnose {
+        /// Run the probes here, with the worker's configuration (DATABASE_URL,
+        /// CELLAR_SOURCE_URL, keys, CELLAR_BACKUP_DIR, GOOGLE_*), not through the API.
+        #[arg(long)]
+        direct: bool,
+        /// Through the API: how long a worker gets, in seconds (default 45).
+        #[arg(long)]
+        timeout: Option<f64>,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        worker: Box<health::DirectArgs>,
+    },
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -87,6 +108,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token { catalog, command } => direct::token(&catalog, command, json).await,
         Command::Backup { api, command } => backup::run(&api.api(), command, json).await,
         Command::Job { api, command } => job::run(&api.api(), command, json).await,
+        Command::Health { api } => health::health(&api.api(), json).await,
+        Command::Diagnose {
+            direct: true,
+            worker,
+            ..
+        } => health::diagnose_direct(&worker, json).await,
+        Command::Diagnose { timeout, api, .. } => {
+            health::diagnose_api(&api.api(), timeout, json).await
+        }
     }
 }
 

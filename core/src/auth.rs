@@ -21,7 +21,7 @@ use sqlx::PgPool;
 pub enum Role {
     /// Everything, including restores, deletes, tokens and the audit log.
     Master,
-    /// Create and verify backups, cancel the jobs it started, read.
+    /// Create and verify backups, cancel the jobs it started, run diagnose, read.
     Operator,
     /// Read only.
     Viewer,
@@ -48,6 +48,8 @@ pub enum Permission {
     Restore,
     /// Read the audit trail.
     ReadAudit,
+    /// Run the live `diagnose` probes (they write and delete small probe objects).
+    Diagnose,
     /// Create, list and revoke tokens.
     ManageTokens,
 }
@@ -69,7 +71,7 @@ impl Role {
             Self::Master => true,
             Self::Operator => matches!(
                 p,
-                P::Read | P::CreateBackup | P::VerifyBackup | P::CancelOwnJob
+                P::Read | P::CreateBackup | P::VerifyBackup | P::CancelOwnJob | P::Diagnose
             ),
             Self::Viewer => p == P::Read,
         }

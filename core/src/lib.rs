@@ -12,6 +12,8 @@
 //! - [`format`]: the backup format: segments, gzip, AES-256-GCM frames, keys, the manifest.
 //! - [`restore`]: restoring a whole database (built aside, swapped in) or chosen tables (one
 //!   transaction), after a safety backup.
+//! - [`health`]: health judged from the catalog, live diagnose probes, Prometheus metrics,
+//!   the worker registry.
 //! - [`dump`]: reading a source database at one snapshot: schema, parallel COPY, sequences.
 //! - [`telemetry`]: tracing set-up (human or JSON logs).
 
@@ -22,6 +24,7 @@ pub mod config;
 pub mod db;
 pub mod dump;
 pub mod format;
+pub mod health;
 pub mod http;
 pub mod queue;
 pub mod restore;

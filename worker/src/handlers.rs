@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use cellar_core::backup::upload::{CheckpointSink, UploadState};
 use cellar_core::backup::{self, BackupEnv, BackupError, BackupId, Progress, ProgressReport};
+use cellar_core::health::{diagnose, workers};
 use cellar_core::restore::{self, RestoreError, RestoreId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,6 +46,20 @@ pub fn register_all(w: &mut Worker, env: BackupEnv) {
     });
     w.register(backup::JOB_ROTATE_KEYS, move |_ctx| {
         run_rotate(Arc::clone(&env))
+    });
+}
+
+/// Registers `diagnose`: runs every probe with this worker's configuration and returns the
+/// `Diagnosis` as the job's result (the API waits for it).
+pub fn register_diagnose(w: &mut Worker, setup: diagnose::Setup) {
+    let ran_on = format!("worker {} on {}", w.id(), workers::host_name());
+    let setup = Arc::new(setup);
+    w.register(diagnose::JOB_DIAGNOSE, move |_ctx: JobContext| {
+        let (setup, ran_on) = (Arc::clone(&setup), ran_on.clone());
+        async move {
+            let d = diagnose::run_all(&setup, ran_on).await;
+            Ok::<JobOutput, JobError>(Some(serde_json::to_value(d).unwrap_or(Value::Null)))
+        }
     });
 }
 

@@ -1,11 +1,13 @@
 //! A worker's background duties, each a loop that ends when its token fires:
 //! - heartbeat: refresh held leases; stop jobs whose cancel was requested or whose lease is gone;
+//!   refresh this worker's row in the registry (`cellar_core::health::workers`);
 //! - listener: LISTEN for new jobs (wake the claim loop) and cancel requests (stop the job now);
 //! - maintenance: rescue expired leases of any worker, prune old finished jobs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use cellar_core::health::workers;
 use cellar_core::queue::{CHANNEL_AVAILABLE, CHANNEL_CANCEL, lease, maintenance};
 use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
@@ -35,6 +37,19 @@ async fn heartbeat_loop(w: Arc<Worker>, stop: CancellationToken) {
         if let Err(e) = heartbeat_once(&w).await {
             tracing::warn!(error = %e, "heartbeat failed; leases expire if this persists");
         }
+        registry_beat(&w).await;
+    }
+}
+
+/// Refreshes this worker's registry row (announcing again when it was pruned meanwhile).
+async fn registry_beat(w: &Worker) {
+    let seen = match workers::beat(w.pool(), w.id()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => w.announce().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = seen {
+        tracing::warn!(error = %e, "worker registry heartbeat failed; health shows no live worker if this persists");
     }
 }
 
@@ -127,6 +142,9 @@ async fn maintenance_loop(w: Arc<Worker>, stop: CancellationToken) {
                 Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned finished jobs"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
+            }
+            if let Err(e) = workers::prune(w.pool()).await {
+                tracing::warn!(error = %e, "pruning the worker registry failed");
             }
         }
     }

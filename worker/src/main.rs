@@ -5,6 +5,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use cellar_core::backup::BackupSettings;
 use cellar_core::config::CatalogArgs;
+use cellar_core::health::diagnose::{DiagnoseSettings, Setup};
+use cellar_core::health::workers;
 use cellar_core::storage::DriveSettings;
 use cellar_worker::{Worker, WorkerConfig};
 use clap::Parser;
@@ -23,6 +25,9 @@ struct Args {
     /// Google Drive copies (off unless `GOOGLE_DRIVE_BACKUP_FOLDER_ID` is set).
     #[command(flatten)]
     drive: DriveSettings,
+    /// The `diagnose` probes' thresholds.
+    #[command(flatten)]
+    diagnose: DiagnoseSettings,
 }
 
 #[tokio::main]
@@ -42,8 +47,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)
         .context("while reading the Google Drive settings")?;
+    let sources: Vec<String> = env.sources.iter().map(|s| s.name.clone()).collect();
+    let setup = Setup::new(
+        pool.clone(),
+        &args.catalog.database_url,
+        &args.backup,
+        &args.drive,
+        &args.diagnose,
+    );
     let mut worker = Worker::new(pool, args.worker);
+    worker.set_registry_config(workers::config_summary(&sources, &args.drive));
     cellar_worker::handlers::register_all(&mut worker, env);
+    cellar_worker::handlers::register_diagnose(&mut worker, setup);
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     Arc::new(worker).run(shutdown).await;

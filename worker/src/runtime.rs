@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cellar_core::health::workers;
 use cellar_core::queue::{ClaimedJob, Lease, QueueError, lease};
 use chrono::Utc;
 use sqlx::PgPool;
@@ -82,6 +83,8 @@ pub struct Worker {
     pub(crate) running: Mutex<HashMap<i64, Running>>,
     pub(crate) wake: Notify,
     completer: Completer,
+    /// What this worker tells the registry about its configuration (no secrets).
+    pub(crate) registry_config: serde_json::Value,
 }
 
 impl Worker {
@@ -95,6 +98,7 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             completer: Completer::default(),
+            registry_config: serde_json::json!({}),
         }
     }
 
@@ -102,6 +106,25 @@ impl Worker {
     pub fn register(&mut self, kind: &str, handler: impl Handler) -> &mut Self {
         self.handlers.insert(kind.to_string(), Arc::new(handler));
         self
+    }
+
+    /// Sets what the worker registry shows about this worker's configuration (source names,
+    /// Drive folders: see `cellar_core::health::workers::config_summary`).
+    pub fn set_registry_config(&mut self, config: serde_json::Value) -> &mut Self {
+        self.registry_config = config;
+        self
+    }
+
+    /// Registers this worker in the registry (`worker` table), as `run` does at start; tests
+    /// that step a worker by hand call it to make the worker count as live.
+    pub async fn announce(&self) -> Result<(), sqlx::Error> {
+        let a = workers::Announce::this_process(
+            self.id,
+            self.kinds(),
+            self.cfg.lease_secs,
+            self.registry_config.clone(),
+        );
+        workers::announce(&self.pool, &a).await
     }
 
     /// This process's identity (`locked_by` of the jobs it runs).
@@ -144,6 +167,9 @@ impl Worker {
     /// Runs until `shutdown` fires, then shuts down gracefully (see the module docs).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         tracing::info!(worker = %self.id, kinds = ?self.kinds(), "worker started");
+        if let Err(e) = self.announce().await {
+            tracing::warn!(error = %e, "registering in the worker registry failed; the heartbeat retries");
+        }
         let background = CancellationToken::new();
         let mut duties = keeper::spawn_all(&self, &background);
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
@@ -152,6 +178,9 @@ impl Worker {
         self.drain(&mut inflight).await;
         background.cancel();
         while duties.join_next().await.is_some() {}
+        if let Err(e) = workers::stopped(&self.pool, self.id).await {
+            tracing::warn!(error = %e, "marking this worker stopped in the registry failed");
+        }
         tracing::info!(worker = %self.id, "worker stopped");
     }
 

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`query`], [`mutation`], [`subscription`]: the three roots.
-//! - [`backup`], [`job`], [`types`]: output types, each converted From a domain type.
+//! - [`backup`], [`job`], [`health`], [`types`]: output types, each converted From a domain type.
 //! - [`audit_rejected`]: audits mutations refused before any resolver runs.
 //!
 //! Every resolver reaches the database through [`crate::service::Services`] (no SQL here), with
@@ -16,6 +16,7 @@ use crate::service::{Caller, Services};
 
 pub mod audit_rejected;
 pub mod backup;
+pub mod health;
 pub mod job;
 pub mod mutation;
 pub mod query;

@@ -128,6 +128,20 @@ impl Mutation {
         Ok(services(ctx).cancel_job(caller(ctx), &id).await?.into())
     }
 
+    /// Runs the live probes (catalog, sources and the dump role, pg_dump, key, local directory,
+    /// Drive, workers) on a worker and waits for them (at most `timeoutSeconds`, default 45).
+    /// A mutation because probes write (and delete) small objects. Operators and masters.
+    async fn diagnose(
+        &self,
+        ctx: &Context<'_>,
+        timeout_seconds: Option<f64>,
+    ) -> Result<super::health::Diagnosis> {
+        Ok(services(ctx)
+            .diagnose(caller(ctx), timeout_seconds)
+            .await?
+            .into())
+    }
+
     /// Runs a cancelled or discarded job again. Masters.
     async fn retry_job(&self, ctx: &Context<'_>, id: ID) -> Result<Job> {
         Ok(services(ctx).retry_job(caller(ctx), &id).await?.into())

@@ -93,6 +93,12 @@ impl Query {
         })
     }
 
+    /// Health: status with reasons, summary, metrics and configuration (every role; the rules
+    /// are in docs/HEALTH.md).
+    async fn health(&self, ctx: &Context<'_>) -> Result<super::health::Health> {
+        Ok(services(ctx).health(caller(ctx)).await?.into())
+    }
+
     /// Who the caller is (null without a valid token).
     async fn me(&self, ctx: &Context<'_>) -> Option<super::types::Me> {
         caller(ctx).principal.as_ref().map(|p| super::types::Me {

@@ -7,7 +7,7 @@
 //! - [`backups`]: create, verify, delete, list, read.
 //! - [`jobs`]: read, list, cancel, retry.
 //! - [`admin`]: the audit log.
-//! - [`health`]: what the health routes report.
+//! - [`health`]: health, metrics and diagnose (a `diagnose` job run by a worker).
 
 use std::future::Future;
 

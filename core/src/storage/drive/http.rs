@@ -102,7 +102,7 @@ impl Api {
 
     /// An access token; `fresh` forces a new one (after a 401). Token endpoint refusals are
     /// permanent (a revoked key, a missing delegation grant), everything else transient.
-    async fn token(&self, fresh: bool) -> Result<String, Fault> {
+    pub(super) async fn token(&self, fresh: bool) -> Result<String, Fault> {
         let t = if fresh {
             self.auth.force_refreshed_token(&[SCOPE]).await
         } else {

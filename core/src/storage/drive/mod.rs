@@ -85,6 +85,17 @@ impl DriveStorage {
         })))
     }
 
+    /// Fetches an access token for the service account (diagnose's first Drive step): a
+    /// refused grant names the account and what to check, never the key.
+    pub async fn check_token(&self) -> Result<(), StorageError> {
+        self.0
+            .api
+            .token(false)
+            .await
+            .map(drop)
+            .map_err(|f| f.into_error())
+    }
+
     /// A writer that continues the session of `at` when Drive still knows it (see
     /// [`DriveWriter::resume_offset`]), or starts afresh when the session expired.
     pub async fn create_resumable(
