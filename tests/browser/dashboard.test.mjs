@@ -74,6 +74,7 @@ test('a master starts a backup, watches it to 100 %, and sees it listed and veri
   await signIn(page, need('CELLAR_MASTER_TOKEN'));
   await page.locator('#overview-body .stat').first().waitFor(WAIT);
   await page.getByText('Last successful backup').waitFor(WAIT);
+  assert.match(await page.locator('#overview-body').textContent(), /Source src.*none yet/s);
   await shot(page, 'overview-empty');
 
   await page.getByRole('link', { name: 'Backups' }).click();
@@ -129,11 +130,18 @@ test('a master starts a backup, watches it to 100 %, and sees it listed and veri
   assert.equal(await dialog.isVisible(), false);
 
   await page.getByRole('link', { name: 'Overview' }).click();
-  await page.locator('#overview-body').getByText('healthy').waitFor(WAIT);
+  // The view keeps its previous content while it reloads: wait for the new backup to show.
+  await page.locator('#overview-body').getByText(backupId.slice(-20)).first().waitFor(WAIT);
+  const overview = await page.locator('#overview-body').textContent();
+  assert.ok(!overview.includes('none yet'), overview);
+  assert.match(overview, /1 live/);
   await shot(page, 'overview');
   await page.getByRole('link', { name: 'Audit log' }).click();
   await page.locator('#audit-table').getByText('createBackup').waitFor(WAIT);
   await shot(page, 'audit');
+  await page.getByRole('link', { name: 'Schedules' }).click();
+  await page.locator('#schedules-body').getByRole('heading', { name: 'Retention policies' }).waitFor(WAIT);
+  await shot(page, 'schedules');
   noProblems(page);
   await page.context().close();
 });
