@@ -117,7 +117,7 @@ export function dialog(title, build, submitLabel) {
       resolve(value);
     };
     cancel.addEventListener('click', () => done(null));
-    d.addEventListener('cancel', (ev) => { ev.preventDefault(); done(null); }, { once: true });
+    d.oncancel = (ev) => { ev.preventDefault(); done(null); };
     form.addEventListener('submit', (ev) => { ev.preventDefault(); done(new FormData(form)); });
     d.showModal();
   });
