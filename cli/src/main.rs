@@ -11,6 +11,7 @@ mod backup;
 mod direct;
 mod health;
 mod job;
+mod restore;
 mod watch;
 
 /// Cellar: PostgreSQL backups, compressed, encrypted, verified.
@@ -71,6 +72,24 @@ enum Command {
         #[command(subcommand)]
         command: backup::BackupCommand,
     },
+    /// Restores a backup (masters; through the API): the whole database or chosen tables,
+    /// into its source or another database, after a safety backup.
+    Restore {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        args: restore::RestoreArgs,
+    },
+    /// Rolls back the restore that ran as job JOB_ID by restoring its safety backup (masters).
+    Rollback {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The restore's job id.
+        job_id: String,
+        /// Follow the job to its end; exit 1 unless it completed.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Jobs (through the API).
     Job {
         #[command(flatten)]
@@ -116,6 +135,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         } => health::diagnose_direct(&worker, json).await,
         Command::Diagnose { timeout, api, .. } => {
             health::diagnose_api(&api.api(), timeout, json).await
+        }
+        Command::Restore { api, args } => restore::restore(&api.api(), args, json).await,
+        Command::Rollback { api, job_id, wait } => {
+            restore::rollback(&api.api(), &job_id, wait, json).await
         }
     }
 }

@@ -146,7 +146,7 @@ async fn backup_over_graphql_followed_live_listed_and_deleted() {
     assert_eq!(page["statistics"]["byType"], json!({"manual": 1}), "{page}");
 
     check_cli_exit_codes(&url, &token, &backup_id);
-    restore_into_a_new_database(&api, &backup_id, &src).await;
+    restore_into_a_new_database(&api, (&url, &token), &backup_id, &src).await;
 
     let delete = "mutation($id: ID!) { deleteBackup(id: $id) { id } }";
     let job = api.request(delete, json!({"id": backup_id})).await.unwrap()["deleteBackup"].clone();
@@ -167,20 +167,31 @@ async fn backup_over_graphql_followed_live_listed_and_deleted() {
     );
 }
 
-/// restoreBackup into a new database, followed to its end; the result equals the source.
-async fn restore_into_a_new_database(api: &cellar_cli::client::Api, backup_id: &str, src: &TestDb) {
+/// A restore into a new database: refused over GraphQL without confirmRestore and by the CLI
+/// without --yes, then run by `cellar restore --yes --wait --json` (one JSON line per progress
+/// update) to its end; the result equals the source.
+async fn restore_into_a_new_database(
+    api: &cellar_cli::client::Api,
+    (url, token): (&str, &str),
+    backup_id: &str,
+    src: &TestDb,
+) {
     let target = format!("{}_restored", src.name);
     let restore = "mutation($input: RestoreBackupInput!) { restoreBackup(input: $input) { id } }";
-    let mut input = json!({"backupId": backup_id, "targetDatabase": target});
-    let refused = api.request(restore, json!({"input": input.clone()})).await;
+    let input = json!({"backupId": backup_id, "targetDatabase": target});
+    let refused = api.request(restore, json!({"input": input})).await;
     assert!(
         format!("{refused:?}").contains("confirmRestore"),
         "{refused:?}"
     );
-    input["confirmRestore"] = json!(true);
-    let job = api.request(restore, json!({"input": input})).await.unwrap()["restoreBackup"].clone();
-    let updates = follow(api, &job["id"]).await;
-    let done = updates.last().unwrap();
+    let args = ["--json", "restore", backup_id, "--target-database", &target];
+    assert_eq!(cli(url, Some(token), &args).0, 2, "without --yes");
+    let (code, out) = cli(
+        url,
+        Some(token),
+        &[&args[..], &["--yes", "--wait"]].concat(),
+    );
+    let done: Value = serde_json::from_str(out.lines().last().unwrap_or("null")).unwrap();
     let result = match cellar_tests::shared_dir() {
         Some(shared) => std::process::Command::new(shared.join("tools/dbdiff"))
             .args([&src.name, &target])
@@ -196,7 +207,8 @@ async fn restore_into_a_new_database(api: &cellar_cli::client::Api, backup_id: &
     cellar_tests::psql_admin(&format!(
         "DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"
     ));
-    assert_eq!(done["state"], "COMPLETED", "{updates:?}");
+    assert_eq!((code, &done["state"]), (0, &json!("COMPLETED")), "{out}");
+    assert!(out.lines().count() > 1, "progress lines expected: {out}");
     let (same, report) = result.unwrap();
     assert!(same, "restored database differs from the source: {report}");
 }

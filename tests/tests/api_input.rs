@@ -58,11 +58,6 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
             "NOT_FOUND",
         ),
         (
-            "mutation($id: ID!) { verifyBackup(id: $id, level: DRILL) { id } }",
-            json!({"id": backup.as_str()}),
-            "INVALID_INPUT",
-        ),
-        (
             "mutation($id: ID!) { restoreBackup(input: {backupId: $id}) { id } }",
             json!({"id": backup.as_str()}),
             "INVALID_INPUT",

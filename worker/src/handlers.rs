@@ -67,7 +67,7 @@ pub fn register_diagnose(w: &mut Worker, setup: diagnose::Setup) {
 #[serde(rename_all = "camelCase")]
 struct BackupArgs {
     backup_id: String,
-    /// For `verify` jobs: `quick` or `deep` (the default).
+    /// For `verify` jobs: `quick`, `deep` (the default) or `drill`.
     #[serde(default)]
     level: Option<backup::verify::Level>,
 }
@@ -159,7 +159,7 @@ async fn run_verify(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     let v = with_progress(
         &ctx,
         &latest,
-        backup::verify::verify_at(&env, &id, level, &latest),
+        backup::verify::verify_with(&env, &id, level, &latest, &ctx.cancel),
     )
     .await
     .map_err(job_error)?;

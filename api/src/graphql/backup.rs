@@ -59,13 +59,25 @@ pub struct VerificationFailure {
     pub error: String,
 }
 
+/// What a restore drill compared.
+#[derive(SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillReport {
+    /// Tables whose row count and row fingerprint matched or were found to differ.
+    pub tables_compared: i64,
+    /// Rows compared over all tables.
+    pub rows_compared: f64,
+    /// Seconds the scratch restore and the comparison took.
+    pub seconds: f64,
+}
+
 /// The last verification's outcome.
 #[derive(SimpleObject, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verification {
     /// `valid` or `invalid`.
     pub status: String,
-    /// `deep` today.
+    /// `quick`, `deep` or `drill`.
     pub level: Option<String>,
     #[serde(default)]
     pub summary: VerificationSummary,
@@ -73,6 +85,9 @@ pub struct Verification {
     pub objects_checked: Option<i64>,
     #[serde(default)]
     pub failures: Vec<VerificationFailure>,
+    /// For a DRILL: what the scratch restore compared.
+    #[serde(default)]
+    pub drill: Option<DrillReport>,
 }
 
 fn location(v: &Value, name: &str) -> bool {

@@ -59,6 +59,10 @@ pub struct RestoreBackupInput {
     /// Back up what will be replaced first (default true); rollbackRestore needs it.
     #[graphql(default = true)]
     pub create_safety_backup: bool,
+    /// Let a table restore commit even if foreign keys would then point nowhere (default false:
+    /// such a restore is rolled back, naming the constraint).
+    #[graphql(default)]
+    pub accept_broken_references: bool,
 }
 
 impl From<RestoreBackupInput> for RestoreInput {
@@ -69,6 +73,7 @@ impl From<RestoreBackupInput> for RestoreInput {
             target_database: i.target_database,
             confirm_restore: i.confirm_restore,
             create_safety_backup: i.create_safety_backup,
+            accept_broken_references: i.accept_broken_references,
         }
     }
 }
@@ -86,8 +91,9 @@ impl Mutation {
         Ok(job.into())
     }
 
-    /// Enqueues a verification of a completed backup. Only DEEP exists today; QUICK and DRILL
-    /// are refused with INVALID_INPUT. Operators and masters.
+    /// Enqueues a verification of a completed backup: QUICK (sizes), DEEP (every byte, the
+    /// default) or DRILL (deep, then a scratch restore compared table by table). Operators and
+    /// masters.
     async fn verify_backup(
         &self,
         ctx: &Context<'_>,

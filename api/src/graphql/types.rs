@@ -49,7 +49,8 @@ pub enum VerifyLevel {
     Quick,
     /// Every byte read, authenticated, decompressed and counted.
     Deep,
-    /// A restore into a scratch database (not supported yet).
+    /// DEEP, then a restore into a scratch database whose tables are compared row by row
+    /// (as fingerprints) with the backup; the scratch database is dropped.
     Drill,
 }
 

@@ -4,8 +4,7 @@
 //! # Layout
 //! - this file: the routes, `POST /api/backup/create` and `GET /api/backup/list`.
 //! - [`health`]: `GET /api/backup/health` and `POST /api/backup/health {"action":"diagnose"}`.
-//!
-//! `POST /api/backup/restore` is added with the restore work (`core::restore`).
+//! - [`restore`]: `POST /api/backup/restore`.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,12 +24,14 @@ use crate::service::Caller;
 use crate::service::backups::CreateBackup;
 
 pub mod health;
+pub mod restore;
 
 /// The REST routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/backup/create", post(create))
         .route("/api/backup/list", get(list))
+        .route("/api/backup/restore", post(restore::post))
         .route("/api/backup/health", get(health::get).post(health::post))
 }
 

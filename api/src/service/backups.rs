@@ -171,11 +171,7 @@ impl Services {
             let level = match level {
                 VerifyLevel::Quick => cellar_core::backup::verify::Level::Quick,
                 VerifyLevel::Deep => cellar_core::backup::verify::Level::Deep,
-                VerifyLevel::Drill => {
-                    return Err(ApiError::InvalidInput(
-                        "verification level DRILL is not supported yet: use QUICK or DEEP".into(),
-                    ));
-                }
+                VerifyLevel::Drill => cellar_core::backup::verify::Level::Drill,
             };
             let job = requests::verify(&self.pool, &id, level).await?;
             Ok((queue::get(&self.pool, job.id).await?, Some(job.id)))

@@ -24,6 +24,8 @@ pub struct RestoreInput {
     pub confirm_restore: bool,
     /// Back up what will be replaced first (default true).
     pub create_safety_backup: bool,
+    /// Let a table restore commit with foreign keys left pointing nowhere.
+    pub accept_broken_references: bool,
 }
 
 impl Services {
@@ -50,6 +52,7 @@ impl Services {
             req.target_database = input.target_database;
             req.confirm = true;
             req.create_safety_backup = input.create_safety_backup;
+            req.accept_broken_references = input.accept_broken_references;
             let (_, job) = catalog::create(&self.pool, &req).await?;
             Ok((queue::get(&self.pool, job.id).await?, Some(job.id)))
         })

@@ -7,7 +7,9 @@
 //! - [`catalog`]: the `backup` table: create (with its job), read, state changes.
 //! - [`progress`]: the progress a backup reports, through a trait with a no-op implementation.
 //! - [`run`]: taking a backup (snapshot, schema, parallel COPY, manifest last; cleanup on failure).
-//! - [`verify`]: re-reading every object: sizes, both BLAKE3s, every frame, row counts.
+//! - [`verify`]: re-reading every object: sizes, both BLAKE3s, every frame, row counts; the
+//!   DRILL level goes on to `crate::restore::drill`.
+//! - [`fingerprint`]: an order-independent fingerprint of a table's COPY text (for drills).
 //! - [`listing`]: filtered pages with keyset cursors, and statistics (for the API).
 //! - [`requests`]: asking for verify or delete jobs, with the backup's state checked.
 //! - [`delete`]: removing a backup's objects and marking it deleted.
@@ -16,6 +18,7 @@
 pub mod catalog;
 pub mod delete;
 pub mod files;
+pub mod fingerprint;
 pub mod id;
 pub mod listing;
 pub mod progress;

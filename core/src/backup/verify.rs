@@ -8,6 +8,9 @@
 //!     stat: stored size matches
 //!     stream: stored BLAKE3 and size; every frame authenticates (nothing missing, reordered,
 //!             truncated or appended); decompress; plain BLAKE3 and size; rows = lines
+//!             (DRILL: also each table's row fingerprint, see `fingerprint`)
+//! DRILL, when all of that passed: crate::restore::drill (restore into a scratch database and
+//!             compare every table with the fingerprints; drop the scratch database)
 //! ```
 //! The result is stored on the backup row and returned: valid/invalid, a summary, and for an
 //! invalid backup which object failed and how.
@@ -15,10 +18,12 @@
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
+use super::fingerprint::{Fingerprint, LineFolder};
 use super::run::{key_object, manifest_object};
 use super::{BackupEnv, BackupError, BackupId, Progress, ProgressReport, catalog};
-use crate::format::manifest::ObjectKind;
+use crate::format::manifest::{ObjectKind, TableRef};
 use crate::format::{DataKey, KeyEnvelope, Manifest, ManifestObject, read_manifest, read_object};
 use crate::storage::{ObjectKey, Storage};
 
@@ -37,7 +42,7 @@ pub struct Failure {
 pub struct Verification {
     /// `valid` or `invalid`.
     pub status: String,
-    /// `deep`: every byte read, decrypted and decompressed.
+    /// `quick`, `deep` (every byte read, decrypted and decompressed) or `drill`.
     pub level: String,
     /// Totals from the manifest, as checked.
     pub summary: Summary,
@@ -45,6 +50,21 @@ pub struct Verification {
     pub objects_checked: usize,
     /// What failed, if anything.
     pub failures: Vec<Failure>,
+    /// What the restore drill compared (DRILL only, when the bytes verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillReport>,
+}
+
+/// What a restore drill did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillReport {
+    /// Tables whose rows and fingerprint were compared.
+    pub tables_compared: u64,
+    /// Rows compared, over all tables.
+    pub rows_compared: u64,
+    /// Seconds from the start of the restore to the end of the comparison.
+    pub seconds: f64,
 }
 
 /// Totals of a verified backup.
@@ -67,6 +87,7 @@ impl Verification {
                 object: object.to_string(),
                 error: error.to_string(),
             }],
+            drill: None,
         }
     }
 
@@ -84,7 +105,13 @@ pub enum Level {
     Quick,
     /// Every byte of every object re-read, authenticated, decompressed and counted.
     Deep,
+    /// Deep, then a restore into a scratch database on the source's server, every table's row
+    /// count and row fingerprint compared with the backup's, the scratch database dropped.
+    Drill,
 }
+
+/// Per-table fingerprints of the backup's data, gathered by a deep pass for a drill.
+pub type TablePrints = Vec<(TableRef, Fingerprint)>;
 
 /// Verifies backup `id` deeply and records the result on its row.
 pub async fn verify(
@@ -96,14 +123,30 @@ pub async fn verify(
 }
 
 /// Verifies backup `id` at `level` and records the result on its row.
-#[tracing::instrument(skip_all, fields(backup_id = %id, ?level))]
 pub async fn verify_at(
     env: &BackupEnv,
     id: &BackupId,
     level: Level,
     progress: &dyn Progress,
 ) -> Result<Verification, BackupError> {
-    let v = check(env, id, level, progress).await?;
+    verify_with(env, id, level, progress, &CancellationToken::new()).await
+}
+
+/// [`verify_at`], stopping with [`BackupError::Cancelled`] when `cancel` fires during a drill
+/// (whose scratch database is dropped first). `drill_scratch` names the drill's scratch
+/// database; see `crate::restore::drill::scratch_name`.
+#[tracing::instrument(skip_all, fields(backup_id = %id, ?level))]
+pub async fn verify_with(
+    env: &BackupEnv,
+    id: &BackupId,
+    level: Level,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Verification, BackupError> {
+    let (mut v, prints) = check(env, id, level, progress).await?;
+    if level == Level::Drill && v.is_valid() {
+        v = crate::restore::drill::run(env, id, prints, v, progress, cancel).await?;
+    }
     let json = serde_json::to_value(&v).expect("verification serializes");
     catalog::set_verification(&env.pool, id, &json).await?;
     if !v.is_valid() {
@@ -129,7 +172,7 @@ async fn check(
     id: &BackupId,
     level: Level,
     progress: &dyn Progress,
-) -> Result<Verification, BackupError> {
+) -> Result<(Verification, TablePrints), BackupError> {
     let uuid = id.format_uuid();
     let storage = env.storage_for(id).await?;
     let storage = &*storage;
@@ -141,7 +184,7 @@ async fn check(
     let data_key =
         match envelope.and_then(|e| e.unwrap(&env.keyring, uuid).map_err(|e| e.to_string())) {
             Ok(k) => k,
-            Err(e) => return Ok(Verification::invalid(&key_name, e)),
+            Err(e) => return Ok((Verification::invalid(&key_name, e), Vec::new())),
         };
     let m_name = manifest_object(id);
     let manifest = match storage.get(&m_name).await {
@@ -152,7 +195,7 @@ async fn check(
     };
     let manifest = match manifest {
         Ok(m) => m,
-        Err(e) => return Ok(Verification::invalid(&m_name, e)),
+        Err(e) => return Ok((Verification::invalid(&m_name, e), Vec::new())),
     };
     Ok(check_objects(storage, &manifest, &data_key, level, progress).await)
 }
@@ -163,21 +206,25 @@ async fn check_objects(
     key: &DataKey,
     level: Level,
     progress: &dyn Progress,
-) -> Verification {
+) -> (Verification, TablePrints) {
     let total: u64 = m.objects.iter().map(|o| o.digest.stored_size).sum();
     let start = std::time::Instant::now();
     let mut failures = Vec::new();
+    let mut prints: TablePrints = Vec::new();
     let mut done = 0u64;
     for (i, o) in m.objects.iter().enumerate() {
         let checked = match level {
-            Level::Quick => check_size(storage, o).await,
-            Level::Deep => check_object(storage, m, key, o).await,
+            Level::Quick => check_size(storage, o).await.map(|_| None),
+            Level::Deep => check_object(storage, m, key, o, false).await,
+            Level::Drill => check_object(storage, m, key, o, true).await,
         };
-        if let Err(e) = checked {
-            failures.push(Failure {
+        match checked {
+            Ok(Some(fp)) => add_print(&mut prints, o, fp),
+            Ok(None) => {}
+            Err(e) => failures.push(Failure {
                 object: o.name.to_string(),
                 error: e,
-            });
+            }),
         }
         done += o.digest.stored_size;
         let r = ProgressReport {
@@ -195,7 +242,7 @@ async fn check_objects(
         tables_with_data: m.tables.iter().filter(|t| t.rows > 0).count() as u64,
         total_tables: m.tables.len() as u64,
     };
-    Verification {
+    let v = Verification {
         status: if failures.is_empty() {
             "valid"
         } else {
@@ -206,6 +253,17 @@ async fn check_objects(
         summary,
         objects_checked: m.objects.len(),
         failures,
+        drill: None,
+    };
+    (v, prints)
+}
+
+/// Adds an object's fingerprint to its table's (tables split into ranges have several).
+fn add_print(prints: &mut TablePrints, o: &ManifestObject, fp: Fingerprint) {
+    let Some(t) = &o.table else { return };
+    match prints.iter_mut().find(|(p, _)| p == t) {
+        Some((_, sum)) => sum.merge(fp),
+        None => prints.push((t.clone(), fp)),
     }
 }
 
@@ -221,13 +279,15 @@ async fn check_size(storage: &dyn Storage, o: &ManifestObject) -> Result<(), Str
     Ok(())
 }
 
-/// Checks one object against its manifest entry; the error says what differs.
+/// Checks one object against its manifest entry; the error says what differs. With `print`,
+/// returns the fingerprint of a table data object's rows.
 async fn check_object(
     storage: &dyn Storage,
     m: &Manifest,
     key: &DataKey,
     o: &ManifestObject,
-) -> Result<(), String> {
+    print: bool,
+) -> Result<Option<Fingerprint>, String> {
     check_size(storage, o).await?;
     let stream = storage.get(&o.name).await.map_err(|e| e.to_string())?;
     let stored = std::sync::Arc::new(std::sync::Mutex::new(blake3::Hasher::new()));
@@ -239,8 +299,12 @@ async fn check_object(
         .boxed();
     let mut plain = read_object(stream, key, m.backup_id, o.object_no);
     let (mut hasher, mut size, mut lines) = (blake3::Hasher::new(), 0u64, 0u64);
+    let mut folder = (print && o.kind == ObjectKind::TableData).then(LineFolder::default);
     while let Some(chunk) = plain.try_next().await.map_err(|e| e.to_string())? {
         hasher.update(&chunk);
+        if let Some(f) = folder.as_mut() {
+            f.update(&chunk);
+        }
         size += chunk.len() as u64;
         lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
     }
@@ -260,6 +324,6 @@ async fn check_object(
         (ObjectKind::TableData, Some(rows)) if rows != lines => {
             Err(format!("{lines} rows where the manifest recorded {rows}"))
         }
-        _ => Ok(()),
+        _ => Ok(folder.map(LineFolder::finish)),
     }
 }

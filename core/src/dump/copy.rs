@@ -43,6 +43,12 @@ impl CopyProgress for () {
     fn advance(&self, _: usize, _: u64, _: u64) {}
 }
 
+/// Session settings that fix how `COPY TO` writes values, whatever the server's or database's
+/// defaults (as pg_dump sets them): ISO dates, `postgres` intervals, exact floats, hex bytea,
+/// UTC offsets. Restores parse any of these; the restore drill sets the same to compare.
+pub const OUTPUT_SETTINGS: &str = "SET datestyle = 'ISO, MDY'; SET intervalstyle = 'postgres'; \
+    SET extra_float_digits = 3; SET bytea_output = 'hex'; SET timezone = 'UTC'";
+
 /// A connection inside the backup's snapshot, with row security off. Use one per job; after an
 /// error it refuses further work (a COPY interrupted half-way leaves the protocol mid-stream).
 pub struct DataConn {
@@ -58,8 +64,8 @@ impl DataConn {
         check_snapshot_id(snapshot_id)?;
         let mut conn = connect(source_url, "cellar backup copy").await?;
         let sql = format!(
-            "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
-             SET row_security = off; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+            "{OUTPUT_SETTINGS}; SET idle_in_transaction_session_timeout = 0; \
+             SET statement_timeout = 0; SET row_security = off; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
              SET TRANSACTION SNAPSHOT '{snapshot_id}'"
         );
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))

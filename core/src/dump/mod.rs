@@ -26,7 +26,7 @@ mod sequences;
 mod snapshot;
 
 pub use catalog::{Selection, TableInfo};
-pub use copy::{BUFFER_BYTES, CopyProgress, CopyStats, DataConn, copy_statement};
+pub use copy::{BUFFER_BYTES, CopyProgress, CopyStats, DataConn, OUTPUT_SETTINGS, copy_statement};
 pub use error::{DumpError, Result, redact_text, redact_url};
 pub use ident::{TableName, quote_ident};
 pub use plan::{BLOCK_SIZE, CopyTask, DEFAULT_CHUNK_BYTES, PageRange, plan_copy};

@@ -21,11 +21,14 @@
 //! - [`load`]: `COPY ... FROM STDIN` of backup objects, checked against the manifest.
 //! - [`pgrestore`]: running `pg_restore` on the decrypted schema archive.
 //! - [`full`]: whole-database restore, built aside and swapped in.
+//! - [`drill`]: the restore drill (verify level DRILL): a scratch restore compared table by
+//!   table with the backup, then dropped.
 //! - [`tables`]: selective restore in one transaction; [`integrity`]: its foreign-key check.
 //! - [`safety`]: the safety backup taken before anything is overwritten.
 //! - [`run`]: the job: all of the above in order, with progress and cancellation.
 
 pub mod catalog;
+pub mod drill;
 pub mod full;
 pub mod integrity;
 pub mod load;
