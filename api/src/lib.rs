@@ -1,6 +1,7 @@
 //! Cellar's HTTP API: GraphQL (queries, mutations, subscriptions), the seed's REST routes, and
 //! the orchestrator probes (`/healthz`, `/readyz`, open) and Prometheus `/metrics`, all else
-//! behind API tokens, every mutation audited.
+//! behind API tokens, every mutation audited; and the web dashboard (`/`, open: it is only a
+//! client of the same API).
 //!
 //! # Layout
 //! - [`router`]: the axum router over the shared [`AppState`]; [`serve`] runs it on a given
@@ -8,6 +9,7 @@
 //! - [`service`]: the operations GraphQL and REST share (role checks, audit).
 //! - [`graphql`]: the schema; [`http`]: GraphQL over HTTP and websockets, token resolution.
 //! - [`rest`]: the REST compatibility routes.
+//! - [`dashboard`]: the web dashboard at `/` (embedded HTML, CSS and JavaScript).
 //! - [`events`]: the one LISTEN per process feeding every subscription.
 //! - [`error`]: the error type and its machine-readable codes.
 
@@ -22,6 +24,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod graphql;
@@ -85,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(http::graphiql).post(http::graphql))
         .route("/graphql/ws", get(http::graphql_ws))
         .merge(rest::routes())
+        .merge(dashboard::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
