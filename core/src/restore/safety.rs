@@ -79,13 +79,19 @@ async fn abandon_interrupted(env: &BackupEnv, restore: RestoreId) -> Result<(), 
     let Some(row) = catalog::get(&env.pool, restore).await? else {
         return Ok(());
     };
-    let Some(earlier) = row.safety_backup_id.and_then(|id| id.parse::<BackupId>().ok()) else {
+    let Some(earlier) = row
+        .safety_backup_id
+        .and_then(|id| id.parse::<BackupId>().ok())
+    else {
         return Ok(());
     };
-    let state = backup::catalog::get(&env.pool, &earlier).await?.map(|b| b.state);
+    let state = backup::catalog::get(&env.pool, &earlier)
+        .await?
+        .map(|b| b.state);
     if matches!(state, Some(BackupState::Pending | BackupState::Running)) {
         let removed = backup::run::remove_objects(env, &earlier).await?;
-        let why = "interrupted: the restore attempt taking it stopped; the next attempt takes a new one";
+        let why =
+            "interrupted: the restore attempt taking it stopped; the next attempt takes a new one";
         backup::catalog::mark_failed(&env.pool, &earlier, why).await?;
         tracing::warn!(backup_id = %earlier, removed, "abandoned an interrupted safety backup");
     }
