@@ -133,8 +133,7 @@ pub async fn verify_at(
 }
 
 /// [`verify_at`], stopping with [`BackupError::Cancelled`] when `cancel` fires during a drill
-/// (whose scratch database is dropped first). `drill_scratch` names the drill's scratch
-/// database; see `crate::restore::drill::scratch_name`.
+/// (whose scratch database, named by `crate::restore::drill::scratch_name`, is dropped first).
 #[tracing::instrument(skip_all, fields(backup_id = %id, ?level))]
 pub async fn verify_with(
     env: &BackupEnv,
