@@ -1,6 +1,7 @@
 //! Test support shared by Cellar's integration and end-to-end tests.
 //!
 //! # Layout
+//! - [`apibench`]: the API load benchmark behind `src/bin/bench_api.rs`.
 //! - [`TestDb`]: a fresh database per test on the real Postgres, dropped afterwards.
 //! - [`wait_for`]: wait on a condition with a deadline (tests never sleep to wait).
 //! - [`shared_dir`]: where `../shared` (datasets, tools) is, or a loud skip.
@@ -11,6 +12,7 @@
 //! - [`pgcluster`]: a private PostgreSQL cluster a test may stop and start.
 //! - `src/bin/`: small processes the tests start and kill (real child processes).
 
+pub mod apibench;
 pub mod chaos;
 pub mod fake_drive;
 pub mod pgcluster;

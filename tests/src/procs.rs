@@ -2,20 +2,22 @@
 //! `cellar-worker` and `cellar` binaries, started with an environment, logged to files, and
 //! killed (SIGKILL) on demand or when dropped.
 //!
-//! The binaries are found next to the test executable's directory (`target/debug/`):
-//! `scripts/test` builds them first (`cargo test` alone does not build other packages' binaries).
+//! The binaries are found in the running executable's profile directory (`target/debug/` for a
+//! test in `target/debug/deps/`, `target/release/` for a benchmark binary there): `scripts/test`
+//! builds them first (`cargo test` alone does not build other packages' binaries).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// The path of binary `name` in the target directory the running test was built into.
+/// The path of binary `name` in the profile directory the running executable was built into:
+/// the parent of `deps/` for a test, its own directory for a binary such as `bench_api`.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/debug")
-        .join(name);
+    let mut dir = exe.parent().expect("the executable's directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("target/<profile>");
+    }
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing: build the binaries first (scripts/test does: cargo build --workspace --bins)",
