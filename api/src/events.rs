@@ -7,7 +7,8 @@
 //!     if the previous connection was lost: re-read every job that is unfinished or finished
 //!         since shortly before the loss, and publish them (so no final state is missed)
 //!     for each notification {id, ...}: when anyone subscribes, read the job row once and
-//!         publish it (one read per event, however many subscribers)
+//!         publish it (one read per event, however many subscribers), with an empty slot for
+//!         its backup that the first subscriber asking for `backup { ... }` fills for all
 //!     on a lost connection or error: note the time, back off, start again
 //! ```
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use cellar_core::backup::catalog::BackupRow;
 use cellar_core::queue::{self, CHANNEL_EVENT, JobRow};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -28,9 +30,30 @@ const RESYNC_LIMIT: i64 = 2_000;
 /// How far before the detected loss the re-read reaches (clock skew, detection delay).
 const RESYNC_MARGIN_SECS: i64 = 60;
 
+/// A job's backup, read at most once for one version of the job row and shared by everyone
+/// holding that version (every subscriber of one published update, or one page's nodes).
+pub type BackupSlot = Arc<tokio::sync::OnceCell<Option<BackupRow>>>;
+
+/// One published version of a job row. Cheap to clone: every subscriber gets the same row and
+/// the same [`BackupSlot`], so N subscribers asking for the job's backup cost one read, not N.
+#[derive(Clone)]
+pub struct Update {
+    pub row: Arc<JobRow>,
+    pub backup: BackupSlot,
+}
+
+impl From<JobRow> for Update {
+    fn from(row: JobRow) -> Self {
+        Self {
+            row: Arc::new(row),
+            backup: BackupSlot::default(),
+        }
+    }
+}
+
 /// The fan-out point: subscriptions receive every published job row.
 pub struct Hub {
-    tx: broadcast::Sender<Arc<JobRow>>,
+    tx: broadcast::Sender<Update>,
     reconnects: AtomicU64,
 }
 
@@ -52,7 +75,7 @@ impl Hub {
     }
 
     /// A receiver of every job row published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<JobRow>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
         self.tx.subscribe()
     }
 
@@ -124,7 +147,7 @@ impl Hub {
     async fn publish(&self, pool: &PgPool, id: i64) {
         match queue::get(pool, id).await {
             Ok(row) => {
-                let _ = self.tx.send(Arc::new(row));
+                let _ = self.tx.send(row.into());
             }
             Err(queue::QueueError::NotFound(_)) => {}
             Err(e) => tracing::warn!(error = %e, job_id = id, "could not read an updated job"),
@@ -143,7 +166,7 @@ impl Hub {
             "re-read jobs after the listener reconnected"
         );
         for r in rows {
-            let _ = self.tx.send(Arc::new(r));
+            let _ = self.tx.send(r.into());
         }
         Ok(())
     }

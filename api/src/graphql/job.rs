@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
+use cellar_core::auth::Permission;
 use cellar_core::queue::JobRow;
 use serde_json::Value;
 
@@ -10,20 +11,51 @@ use super::backup::Backup;
 use super::types::{JobProgress, JobState, PageInfo};
 use super::{caller, services};
 use crate::error::ApiError;
+use crate::events::{BackupSlot, Update};
 
-/// A job of the queue: a backup, a verification, a deletion...
-pub struct Job(pub Arc<JobRow>);
+/// A job of the queue: a backup, a verification, a deletion... The slot holds its backup once
+/// read; it is shared with everyone holding the same version of the row (see [`Update`]).
+pub struct Job(pub Arc<JobRow>, pub BackupSlot);
 
 impl From<JobRow> for Job {
     fn from(r: JobRow) -> Self {
-        Self(Arc::new(r))
+        Self(Arc::new(r), BackupSlot::default())
     }
 }
 
 impl From<Arc<JobRow>> for Job {
     fn from(r: Arc<JobRow>) -> Self {
-        Self(r)
+        Self(r, BackupSlot::default())
     }
+}
+
+impl From<Update> for Job {
+    fn from(u: Update) -> Self {
+        Self(u.row, u.backup)
+    }
+}
+
+/// The backup a job works on, from its arguments.
+fn backup_id(row: &JobRow) -> Option<&str> {
+    row.args.get("backupId").and_then(Value::as_str)
+}
+
+/// Fills the backup slots of a page of jobs with one catalog read instead of one per job.
+pub async fn load_backups(ctx: &Context<'_>, jobs: &[Job]) -> Result<()> {
+    let ids: Vec<String> = jobs
+        .iter()
+        .filter_map(|j| backup_id(&j.0).map(str::to_string))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let found = services(ctx).backups_by_id(caller(ctx), &ids).await?;
+    for j in jobs {
+        if let Some(id) = backup_id(&j.0) {
+            let _ = j.1.set(found.get(id).cloned());
+        }
+    }
+    Ok(())
 }
 
 /// One failed attempt.
@@ -95,16 +127,26 @@ impl Job {
     async fn finished_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.0.finished_at
     }
-    /// The backup this job works on, if it works on one.
+    /// The backup this job works on, if it works on one. Read once per version of the job:
+    /// the subscribers of one update, or the nodes of one page, share the read.
     async fn backup(&self, ctx: &Context<'_>) -> Result<Option<Backup>> {
-        let Some(id) = self.0.args.get("backupId").and_then(Value::as_str) else {
+        let Some(id) = backup_id(&self.0) else {
             return Ok(None);
         };
-        match services(ctx).backup(caller(ctx), id).await {
-            Ok(b) => Ok(Some(b.into())),
-            Err(ApiError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let (svc, who) = (services(ctx), caller(ctx));
+        // Checked for every caller: the slot may have been filled for someone else.
+        who.require(Permission::Read)?;
+        let row = self
+            .1
+            .get_or_try_init(|| async {
+                match svc.backup(who, id).await {
+                    Ok(b) => Ok(Some(b)),
+                    Err(ApiError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        Ok(row.clone().map(Into::into))
     }
 }
 
@@ -116,24 +158,24 @@ pub struct JobConnection {
 }
 
 /// A change of a job's state or progress, as published by the worker.
-pub struct JobEvent(pub Arc<JobRow>);
+pub struct JobEvent(pub Update);
 
 #[Object]
 impl JobEvent {
     async fn id(&self) -> ID {
-        self.0.id.into()
+        self.0.row.id.into()
     }
     async fn kind(&self) -> &str {
-        &self.0.kind
+        &self.0.row.kind
     }
     async fn state(&self) -> JobState {
-        self.0.state.into()
+        self.0.row.state.into()
     }
     async fn attempt(&self) -> i32 {
-        self.0.attempt
+        self.0.row.attempt
     }
     /// The whole job, as it was when the event was published.
     async fn job(&self) -> Job {
-        Job(Arc::clone(&self.0))
+        self.0.clone().into()
     }
 }

@@ -71,8 +71,12 @@ impl Query {
                 after.as_deref(),
             )
             .await?;
+        let nodes: Vec<Job> = page.rows.into_iter().map(Into::into).collect();
+        if ctx.look_ahead().field("nodes").field("backup").exists() {
+            super::job::load_backups(ctx, &nodes).await?;
+        }
         Ok(JobConnection {
-            nodes: page.rows.into_iter().map(Into::into).collect(),
+            nodes,
             page_info: PageInfo::new(page.next),
         })
     }

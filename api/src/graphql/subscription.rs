@@ -4,33 +4,33 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, Result, Subscription as SubscriptionRoot};
 use cellar_core::auth::Permission;
-use cellar_core::queue::{self, JobRow};
+use cellar_core::queue;
 use futures::Stream;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 
 use super::job::{Job, JobEvent};
 use super::live_auth::while_active;
 use super::{caller, services};
-use crate::events::Hub;
+use crate::events::{Hub, Update};
 use crate::service::Services;
 use crate::service::jobs::parse_id;
 
 /// Live updates.
 pub struct Subscription;
 
-type Follow = (Option<Arc<JobRow>>, Receiver<Arc<JobRow>>, Services);
+type Follow = (Option<Update>, Receiver<Update>, Services);
 
 /// The next row of job `id`: a pending one first, then the hub's; on lag, a fresh read.
-async fn next_row(id: i64, st: &mut Follow) -> Option<Arc<JobRow>> {
+async fn next_row(id: i64, st: &mut Follow) -> Option<Update> {
     if let Some(row) = st.0.take() {
         return Some(row);
     }
     loop {
         match st.1.recv().await {
-            Ok(row) if row.id == id => return Some(row),
+            Ok(u) if u.row.id == id => return Some(u),
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => {
-                return queue::get(&st.2.pool, id).await.ok().map(Arc::new);
+                return queue::get(&st.2.pool, id).await.ok().map(Update::from);
             }
             Err(RecvError::Closed) => return None,
         }
@@ -53,12 +53,12 @@ impl Subscription {
         // Subscribe before reading, so no change between the read and the subscription is lost.
         let rx = ctx.data_unchecked::<Arc<Hub>>().subscribe();
         let first = svc.job(&who, &id.to_string()).await?;
-        let start: Option<Follow> = Some((Some(Arc::new(first)), rx, svc.clone()));
+        let start: Option<Follow> = Some((Some(Update::from(first)), rx, svc.clone()));
         let rows = futures::stream::unfold(start, move |st| async move {
             let mut st = st?;
-            let row = next_row(id, &mut st).await?;
-            let more = !row.state.is_final();
-            Some((Job(row), more.then_some(st)))
+            let u = next_row(id, &mut st).await?;
+            let more = !u.row.state.is_final();
+            Some((Job::from(u), more.then_some(st)))
         });
         Ok(while_active(rows, svc, who, "jobProgress"))
     }
@@ -78,8 +78,8 @@ impl Subscription {
             async move {
                 loop {
                     match rx.recv().await {
-                        Ok(row) if kind.as_ref().is_none_or(|k| *k == row.kind) => {
-                            return Some((JobEvent(row), rx));
+                        Ok(u) if kind.as_ref().is_none_or(|k| *k == u.row.kind) => {
+                            return Some((JobEvent(u), rx));
                         }
                         Ok(_) => {}
                         Err(RecvError::Lagged(n)) => {

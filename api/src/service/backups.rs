@@ -222,6 +222,17 @@ impl Services {
         Ok(listing::statistics(&self.pool, filter).await?)
     }
 
+    /// The backups among `ids` that exist, by id (one read for a page of jobs).
+    pub async fn backups_by_id(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, BackupRow>, ApiError> {
+        caller.require(Permission::Read)?;
+        let rows = catalog::get_many(&self.pool, ids).await?;
+        Ok(rows.into_iter().map(|r| (r.id.clone(), r)).collect())
+    }
+
     /// One backup; NOT_FOUND when unknown.
     pub async fn backup(&self, caller: &Caller, id: &str) -> Result<BackupRow, ApiError> {
         caller.require(Permission::Read)?;

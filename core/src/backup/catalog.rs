@@ -140,6 +140,21 @@ pub async fn get(pool: &PgPool, id: &BackupId) -> Result<Option<BackupRow>, sqlx
     .await
 }
 
+/// Reads the backups among `ids` that exist, in no particular order.
+pub async fn get_many(pool: &PgPool, ids: &[String]) -> Result<Vec<BackupRow>, sqlx::Error> {
+    sqlx::query_as!(
+        BackupRow,
+        r#"SELECT id, backup_type AS "backup_type: BackupType", state AS "state: BackupState",
+                  source, requested_tables, include_files, verify_after, job_id, created_at, completed_at, key_id,
+                  plain_bytes, stored_bytes, table_count, total_rows, tables, locations, warnings,
+                  error, verification, pinned
+           FROM backup WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// The newest backups first.
 pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<BackupRow>, sqlx::Error> {
     sqlx::query_as!(
