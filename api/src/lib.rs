@@ -68,6 +68,9 @@ impl AppState {
             pool: pool.clone(),
             sources,
             drive_configured,
+            token_checks: Arc::new(service::liveness::TokenChecks::new(
+                graphql::live_auth::RECHECK / 2,
+            )),
         };
         let hub = events::Hub::start(pool, stop);
         let schema = graphql::schema(services.clone(), Arc::clone(&hub));

@@ -1,7 +1,10 @@
 //! Subscriptions outlive the request that authenticated them: a websocket checks its token once,
 //! at `connection_init`. [`while_active`] re-checks the token while the subscription runs (before
-//! an item when the last check is older than [`RECHECK`], and every [`RECHECK`] when idle), and
-//! ends it with `UNAUTHENTICATED`, audited, once the token is revoked or has expired.
+//! an item when the last check is older than [`RECHECK`], and every half [`RECHECK`] when idle),
+//! and ends it with `UNAUTHENTICATED`, audited, once the token is revoked or has expired. The
+//! answers come from [`crate::service::liveness`]: the catalog is read about once per half
+//! [`RECHECK`] per token, however many subscriptions share it, so a revocation is still seen
+//! within [`RECHECK`].
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -34,7 +37,7 @@ pub fn while_active<T: Send + 'static>(
     who: Caller,
     action: &'static str,
 ) -> impl Stream<Item = Result<T>> {
-    let mut tick = tokio::time::interval(RECHECK);
+    let mut tick = tokio::time::interval(RECHECK / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let live = Live {
         inner: Box::pin(inner),
@@ -71,7 +74,14 @@ impl<T> Live<T> {
             return false;
         };
         self.checked = Instant::now();
-        match cellar_core::auth::is_active(&self.svc.pool, p.token_id).await {
+        let pool = &self.svc.pool;
+        let read = || cellar_core::auth::is_active(pool, p.token_id);
+        match self
+            .svc
+            .token_checks
+            .active(p.token_id, self.checked, read)
+            .await
+        {
             Ok(active) => active,
             // The catalog is unreachable: keep the stream (it carries nothing new meanwhile).
             Err(e) => {

@@ -10,6 +10,8 @@
 //! - [`health`]: health, metrics and diagnose (a `diagnose` job run by a worker).
 //! - [`schedules`]: list, upsert, enable/disable, delete.
 //! - [`retention`]: policies, preview, pins.
+//! - [`liveness`]: whether a subscription's token is still active, read once per interval per
+//!   token (not per subscription).
 
 use std::future::Future;
 
@@ -24,6 +26,7 @@ pub mod admin;
 pub mod backups;
 pub mod health;
 pub mod jobs;
+pub mod liveness;
 pub mod restores;
 pub mod retention;
 pub mod schedules;
@@ -61,6 +64,8 @@ pub struct Services {
     pub sources: Vec<String>,
     /// Google Drive is configured (`GOOGLE_DRIVE_BACKUP_FOLDER_ID` set, as on the workers).
     pub drive_configured: bool,
+    /// Recent token checks, shared by every open subscription.
+    pub token_checks: std::sync::Arc<liveness::TokenChecks>,
 }
 
 /// What an audited mutation tells the audit trail about itself.
