@@ -1,15 +1,16 @@
 // Backups: the table (filterable by type, paged), the chart of sizes and durations, and the
-// actions the role allows (verify; restore and delete for masters).
+// actions the role allows (verify and pin; restore, unpin and delete for masters).
 import { gql } from './api.js';
 import { chart } from './chart.js';
 import * as create from './create.js';
+import { refocus } from './forms.js';
 import { restoreDialog } from './restore.js';
 import { bytes, duration, el, fill, pill, secondsBetween, shortId, showError, table, time, toast } from './ui.js';
 
 const LIST = `query($type: BackupType, $after: String) {
   backups(type: $type, limit: 50, after: $after) {
     nodes {
-      id backupType status source createdAt completedAt error
+      id backupType status source createdAt completedAt error pinned
       sizes { storedBytes plainBytes }
       verification { status level }
       storage { localAvailable driveAvailable }
@@ -19,6 +20,8 @@ const LIST = `query($type: BackupType, $after: String) {
 }`;
 const VERIFY = 'mutation($id: ID!) { verifyBackup(id: $id) { id } }';
 const DELETE = 'mutation($id: ID!) { deleteBackup(id: $id) { id } }';
+const PIN = 'mutation($id: ID!) { pinBackup(id: $id) { id pinned } }';
+const UNPIN = 'mutation($id: ID!) { unpinBackup(id: $id) { id pinned } }';
 
 const STATUS_KIND = { COMPLETED: 'ok', RUNNING: 'info', PENDING: 'info', FAILED: 'bad', DELETED: 'muted' };
 let rows = [];
@@ -48,32 +51,44 @@ async function act(doing, mutation, id, done) {
   }
 }
 
+/** Pins or unpins `b`, redraws its row, and puts focus back on the row's pin button. */
+async function setPinned(b, pinned) {
+  try {
+    const r = Object.values(await gql(pinned ? PIN : UNPIN, { id: b.id }))[0];
+    b.pinned = r.pinned;
+    toast(r.pinned ? `Backup ${b.id} pinned: retention keeps it and it cannot be deleted.`
+      : `Backup ${b.id} unpinned: retention may delete it again.`);
+    render();
+    refocus([`pin:${b.id}`, `verify:${b.id}`], document.getElementById('backups-refresh'));
+  } catch (e) {
+    showError(e, `${pinned ? 'pin' : 'unpin'} the backup`);
+  }
+}
+
 async function confirmDelete(b) {
   const ok = window.confirm(`Delete backup ${b.id}? Its stored objects are removed; the record stays.`);
   if (ok) await act('delete the backup', DELETE, b.id, 'Deletion enqueued');
 }
 
 function actions(b) {
-  const label = (verb) => `${verb} backup ${b.id}`;
-  const out = [];
-  const completed = b.status === 'COMPLETED';
-  if (completed && ctx.can('operator')) {
-    out.push(el('button', { type: 'button', class: 'small', 'aria-label': label('Verify'),
-      onclick: () => act('verify the backup', VERIFY, b.id, 'Verification enqueued') }, 'Verify'));
-  }
-  if (completed && ctx.can('master')) {
-    out.push(el('button', { type: 'button', class: 'small', 'data-action': 'restore', 'aria-label': label('Restore'),
-      onclick: () => restoreDialog(b) }, 'Restore'));
-    out.push(el('button', { type: 'button', class: 'small danger', 'aria-label': label('Delete'),
-      onclick: () => confirmDelete(b) }, 'Delete'));
-  }
-  return el('div', { class: 'row-actions' }, out);
+  const button = (verb, onclick, kind = '', focus = null, attrs = {}) => el('button', {
+    type: 'button', class: `small ${kind}`, 'aria-label': `${verb} backup ${b.id}`,
+    dataset: focus ? { focus: `${focus}:${b.id}` } : null, onclick, ...attrs }, verb);
+  const operator = b.status === 'COMPLETED' && ctx.can('operator');
+  const master = b.status === 'COMPLETED' && ctx.can('master');
+  return el('div', { class: 'row-actions' },
+    operator && button('Verify', () => act('verify the backup', VERIFY, b.id, 'Verification enqueued'), '', 'verify'),
+    operator && !b.pinned && button('Pin', () => setPinned(b, true), 'secondary', 'pin'),
+    master && b.pinned && button('Unpin', () => setPinned(b, false), 'secondary', 'pin'),
+    master && button('Restore', () => restoreDialog(b), '', null, { 'data-action': 'restore' }),
+    master && !b.pinned && button('Delete', () => confirmDelete(b), 'danger'));
 }
 
 function render() {
   const headers = ['Backup', 'Type', 'Created', 'Size', 'Duration', 'State', 'Verification', 'Stored in', ''];
   table(document.getElementById('backups-table'), 'Backups, newest first', headers, rows.map((b) => [
-    el('span', { title: b.id, class: 'mono' }, shortId(b.id)),
+    el('span', {}, el('span', { title: b.id, class: 'mono' }, shortId(b.id)),
+      b.pinned ? el('span', { class: 'pill info pin', title: 'Pinned: retention keeps it; it cannot be deleted until unpinned.' }, 'pinned') : null),
     b.backupType.toLowerCase(),
     time(b.createdAt),
     bytes(b.sizes.storedBytes),

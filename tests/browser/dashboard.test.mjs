@@ -1,61 +1,13 @@
 // The dashboard in headless Chromium, against real cellar-api and cellar-worker processes.
 // Started by tests/tests/dashboard_browser.rs, which creates the catalog and source databases,
-// the processes and the tokens, and passes them in:
-//   CELLAR_DASH_URL, CELLAR_MASTER_TOKEN, CELLAR_VIEWER_TOKEN, CHROMIUM, CELLAR_ARTIFACTS
+// the processes and the tokens, and passes them in (see harness.mjs). This file runs first, on
+// an empty catalog; manage.test.mjs (schedules, retention, pins) runs after it.
 // Screenshots of the main views go to CELLAR_ARTIFACTS.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { WAIT, fitsScreen, need, newPage, noProblems, shot, signIn, useBrowser } from './harness.mjs';
 
-const URL = need('CELLAR_DASH_URL');
-const ARTIFACTS = need('CELLAR_ARTIFACTS');
-const WAIT = { timeout: 60_000 };
-let browser;
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run this through tests/tests/dashboard_browser.rs`);
-  return v;
-}
-
-/** A fresh page (own sessionStorage) that records console errors, CSP reports included. */
-async function newPage(viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  page.problems = [];
-  page.on('console', (m) => m.type() === 'error' && page.problems.push(m.text()));
-  page.on('pageerror', (e) => page.problems.push(String(e)));
-  await page.goto(URL);
-  return page;
-}
-
-async function signIn(page, token) {
-  await page.getByLabel('API token').fill(token);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-function noProblems(page) {
-  assert.deepEqual(page.problems, [], 'console errors (CSP violations included)');
-}
-
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: need('CHROMIUM'),
-    headless: true,
-    args: ['--no-sandbox', '--disable-dev-shm-usage'],
-  });
-});
-
-after(async () => {
-  if (browser) await browser.close();
-});
+useBrowser();
 
 test('a bad token is refused', async () => {
   const page = await newPage();
@@ -165,8 +117,7 @@ test('on a phone the overview fits the screen', async () => {
   const page = await newPage({ width: 390, height: 844 });
   await signIn(page, need('CELLAR_VIEWER_TOKEN'));
   await page.getByText('Last successful backup').waitFor(WAIT);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+  await fitsScreen(page);
   await shot(page, 'phone-overview');
   noProblems(page);
   await page.context().close();

@@ -188,6 +188,23 @@ async fn retention_policies_preview_and_pins() {
     assert_eq!(doomed, [older.as_str()], "{d}");
     let _ = newer;
 
+    // A proposed policy is previewed without being saved; a bad one is refused like a save.
+    let propose =
+        "query($p: RetentionPolicyInput) { retentionPreview(policy: $p) { backupId delete } }";
+    let lenient = json!({"p": {"backupType": "DAILY", "maxCount": 5, "maxAgeDays": 90}});
+    let d = ok(&api, &api.viewer, propose, lenient).await;
+    let rows = d["retentionPreview"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{d}");
+    assert!(rows.iter().all(|r| r["delete"] == false), "{d}");
+    let d = ok(&api, &api.viewer, preview, json!({})).await;
+    assert_eq!(
+        d["retentionPreview"][1]["delete"], true,
+        "the stored policy changed: {d}"
+    );
+    let zero = json!({"p": {"backupType": "DAILY", "maxCount": 0}});
+    let m = refused(&api, &api.viewer, propose, zero, "INVALID_INPUT").await;
+    assert!(m.contains("maxCount"), "{m}");
+
     let pin = "mutation($id: ID!) { pinBackup(id: $id) { id pinned } }";
     let unpin = "mutation($id: ID!) { unpinBackup(id: $id) { id pinned } }";
     refused(

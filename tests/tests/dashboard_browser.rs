@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: starts `cellar-api` and `cellar-worker` on a fresh catalog
 //! and source, creates a master and a viewer token, and runs `tests/browser` (playwright-core
 //! driving Debian's headless `chromium`): sign in, a backup followed to 100 %, listed and
-//! verified, the restore confirmation, a viewer without restore, a refused token, a phone.
+//! verified, the restore confirmation, a viewer without restore, a refused token, a phone
+//! (`dashboard.test.mjs`); then schedules, retention and pins edited by a master, pins by an
+//! operator, none of it editable by a viewer (`manage.test.mjs`), checked here in SQL after.
 //! Screenshots land in `tests/browser/artifacts/`.
 //!
 //! Needs `chromium` (or `CHROMIUM=/path`), `node` and `npm ci` in `tests/browser`; without
@@ -148,26 +150,85 @@ async fn dashboard_in_headless_chromium() {
     let master = token(Role::Master, "browser-master").await;
     let viewer = token(Role::Viewer, "browser-viewer").await;
 
+    let operator = token(Role::Operator, "browser-operator").await;
+
     let artifacts = browser_dir().join("artifacts");
-    let out = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "dashboard.test.mjs"])
-        .current_dir(browser_dir())
-        .env("CELLAR_DASH_URL", &url)
-        .env("CELLAR_MASTER_TOKEN", &master)
-        .env("CELLAR_VIEWER_TOKEN", &viewer)
-        .env("CHROMIUM", &chromium)
-        .env("CELLAR_ARTIFACTS", &artifacts)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), out)
-        .await
-        .expect("the browser tests took over 4 minutes")
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    println!("{report}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "browser tests failed (screenshots in {}, logs in {}):\n{report}",
-        artifacts.display(),
-        dir.keep().display()
-    );
+    // In order: the first file starts on an empty catalog.
+    for file in ["dashboard.test.mjs", "manage.test.mjs"] {
+        let out = tokio::process::Command::new("node")
+            .args(["--test", "--test-reporter=spec", file])
+            .current_dir(browser_dir())
+            .env("CELLAR_DASH_URL", &url)
+            .env("CELLAR_MASTER_TOKEN", &master)
+            .env("CELLAR_OPERATOR_TOKEN", &operator)
+            .env("CELLAR_VIEWER_TOKEN", &viewer)
+            .env("CHROMIUM", &chromium)
+            .env("CELLAR_ARTIFACTS", &artifacts)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(240), out)
+            .await
+            .unwrap_or_else(|_| panic!("{file} took over 4 minutes"))
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        println!("{report}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "browser tests in {file} failed (screenshots in {}, logs in {}):\n{report}",
+            artifacts.display(),
+            dir.keep().display()
+        );
+    }
+    catalog_after_manage(&pool).await;
+}
+
+/// What manage.test.mjs did, read back from the catalog in SQL: the changes it saw on screen
+/// are stored, and each is audited under the token that made it.
+async fn catalog_after_manage(pool: &sqlx::PgPool) {
+    let (cron, enabled): (String, bool) =
+        sqlx::query_as("SELECT cron, enabled FROM schedule WHERE name = 'daily'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!((cron.as_str(), enabled), ("30 5 * * *", false));
+    let gone: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM schedule WHERE name = 'browser-nightly'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(gone, 0);
+    let policy: (Option<i32>, Option<i32>) = sqlx::query_as(
+        "SELECT max_count, max_age_days FROM retention_policy WHERE backup_type = 'weekly'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(policy, (Some(1), Some(30)));
+    let pinned: Vec<String> =
+        sqlx::query_scalar("SELECT backup_type::text FROM backup WHERE pinned")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(pinned, ["weekly"]);
+    let audit: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, token_name FROM audit_event
+         WHERE outcome = 'allowed' AND action IN ('upsertSchedule', 'setScheduleEnabled',
+             'deleteSchedule', 'setRetentionPolicy', 'pinBackup', 'unpinBackup')
+         ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let got: Vec<(&str, &str)> = audit.iter().map(|(a, t)| (&a[..], &t[..])).collect();
+    let m = "browser-master";
+    let want = [
+        ("upsertSchedule", m),
+        ("setScheduleEnabled", m),
+        ("upsertSchedule", m),
+        ("deleteSchedule", m),
+        ("setRetentionPolicy", m),
+        ("pinBackup", m),
+        ("unpinBackup", m),
+        ("pinBackup", "browser-operator"),
+    ];
+    assert_eq!(got, want);
 }

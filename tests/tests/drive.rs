@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use cellar_core::storage::{ObjectKey, ObjectWriter, Storage, StorageError, conformance};
 use cellar_tests::fake_drive::{
-    FakeDrive, Fault, FaultPlan, LogEntry, MY_DRIVE_FOLDER, SHARED_FOLDER,
+    FakeDrive, Fault, FaultPlan, LogEntry, MY_DRIVE_FOLDER, SHARED_FOLDER, resends,
 };
 use futures::TryStreamExt;
 use rand::rngs::StdRng;
@@ -35,26 +35,6 @@ fn pieces(seed: u64, len: usize, piece: usize) -> Vec<Bytes> {
 async fn read_all(s: &dyn Storage, k: &ObjectKey) -> Vec<u8> {
     let chunks: Vec<Bytes> = s.get(k).await.unwrap().try_collect().await.unwrap();
     chunks.concat()
-}
-
-/// `(start, end)` of a chunk request's `Content-Range: bytes A-B/T`.
-fn span(e: &LogEntry) -> Option<(u64, u64)> {
-    let cr = e.content_range.as_deref()?.strip_prefix("bytes ")?;
-    let (a, b) = cr.split_once('/')?.0.split_once('-')?;
-    Some((a.parse().ok()?, b.parse::<u64>().ok()? + 1))
-}
-
-/// Bytes each chunk request re-sent: the part of its range an earlier request already carried.
-fn resent(log: &[LogEntry]) -> Vec<u64> {
-    let mut high = 0;
-    let mut out = Vec::new();
-    for (a, b) in log.iter().filter_map(span) {
-        if a < high {
-            out.push(high.min(b) - a);
-        }
-        high = high.max(b);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,15 +76,17 @@ async fn a_200_mb_object_survives_faults_on_a_fifth_of_requests() {
         .iter()
         .filter(|e| e.fault.is_some() || e.status >= 429)
         .count();
-    let resends = resent(&log);
-    let total_resent: u64 = resends.iter().sum();
+    let resends = resends(&log);
+    let total_resent: u64 = resends.iter().map(|r| r.bytes).sum();
     assert!(
         faults >= 20,
         "a fifth of ~250 requests should fail: {faults}"
     );
     assert!(
-        resends.iter().all(|&r| r <= chunk),
-        "a fault re-sends at most one chunk: {resends:?}"
+        resends
+            .iter()
+            .all(|r| r.bytes <= chunk && r.faults_before > 0),
+        "only a fault re-sends, and at most one chunk: {resends:?}"
     );
     assert!(
         total_resent <= faults as u64 * chunk,
@@ -118,7 +100,7 @@ async fn a_200_mb_object_survives_faults_on_a_fifth_of_requests() {
          {total_resent} bytes re-sent (max {} per fault), upload {:.1} MiB/s",
         chunks.len(),
         resends.len(),
-        resends.iter().max().unwrap_or(&0),
+        resends.iter().map(|r| r.bytes).max().unwrap_or(0),
         size as f64 / MIB as f64 / upload_secs
     );
     fake.set_faults(FaultPlan::default());
@@ -225,7 +207,11 @@ async fn a_resumed_upload_starts_from_the_confirmed_offset() {
         w.write(d.clone()).await.unwrap(); // bytes before the offset are hashed, not sent
     }
     Box::new(w).finish().await.unwrap();
-    let first = fake.log().iter().find_map(span).expect("a chunk was sent");
+    let first = fake
+        .log()
+        .iter()
+        .find_map(LogEntry::span)
+        .expect("a chunk was sent");
     assert_eq!(
         first.0, at.confirmed,
         "the first chunk after resuming starts at the confirmed offset"

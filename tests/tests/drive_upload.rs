@@ -135,13 +135,6 @@ async fn run_jobs(env: &BackupEnv, pool: &PgPool) {
     while w.run_once().await.unwrap() != RunOnce::Empty {}
 }
 
-/// `(start, end)` of a chunk request's `Content-Range: bytes A-B/T`.
-fn span(e: &LogEntry) -> Option<(u64, u64)> {
-    let cr = e.content_range.as_deref()?.strip_prefix("bytes ")?;
-    let (a, b) = cr.split_once('/')?.0.split_once('-')?;
-    Some((a.parse().ok()?, b.parse::<u64>().ok()? + 1))
-}
-
 fn drive(s: &Setup) -> &dyn Storage {
     s.env.drive.as_deref().unwrap()
 }
@@ -199,7 +192,7 @@ async fn a_backup_on_drive_alone_verifies_and_restores() {
     assert_eq!(row.state, BackupState::Completed);
     assert_eq!(row.locations["local"], "available");
     let (objects, bytes) = assert_same_objects(&s, &id).await;
-    let chunks = s.fake.log().iter().filter_map(span).count();
+    let chunks = s.fake.log().iter().filter_map(LogEntry::span).count();
     eprintln!(
         "backup + upload: {objects} objects, {bytes} bytes, {chunks} chunks, {:.2}s",
         took.as_secs_f64()
@@ -297,7 +290,7 @@ async fn a_sigkilled_upload_resumes_from_the_confirmed_offset() {
         .fake
         .log()
         .iter()
-        .find_map(span)
+        .find_map(LogEntry::span)
         .expect("a chunk was sent");
     assert!(
         first.0 >= confirmed && first.0 > 0,

@@ -151,13 +151,22 @@ async fn big_source() -> TestDb {
     db
 }
 
-/// Waits until a COPY runs on the scratch database; returns how many backends were found.
-async fn wait_for_copy(admin: &sqlx::PgPool) {
-    let sql =
-        "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE '%\\_\\_cellar\\_restore\\_%'
+/// `LIKE` pattern of the scratch databases of restores into `target` (tests run in parallel:
+/// never match another test's restore).
+fn scratch_pattern(target: &str) -> String {
+    format!("{}\\_\\_cellar\\_restore\\_%", target.replace('_', "\\_"))
+}
+
+/// Waits until a COPY runs on the scratch database of a restore into `target`.
+async fn wait_for_copy(admin: &sqlx::PgPool, target: &str) {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE $1
                AND query LIKE 'COPY%' AND state = 'active'";
     wait_for(Duration::from_secs(120), "a restore COPY", || async {
-        let n: i64 = sqlx::query_scalar(sql).fetch_one(admin).await.unwrap();
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(scratch_pattern(target))
+            .fetch_one(admin)
+            .await
+            .unwrap();
         n > 0
     })
     .await;
@@ -186,11 +195,13 @@ async fn a_restore_that_fails_half_way_leaves_the_target_unchanged() {
     let token = CancellationToken::new();
     let (env, t) = (fx.env.clone(), token.clone());
     let job = tokio::spawn(async move { run::run(&env, rid, &(), &t).await });
-    wait_for_copy(&admin).await;
+    wait_for_copy(&admin, &fx.source.name).await;
+    // Every session of the build: the COPY lanes, and any index build running beside them.
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname LIKE '%\\_\\_cellar\\_restore\\_%' AND query LIKE 'COPY%'",
+         WHERE datname LIKE $1 AND pid <> pg_backend_pid()",
     )
+    .bind(scratch_pattern(&fx.source.name))
     .execute(&admin)
     .await
     .unwrap();
@@ -204,7 +215,7 @@ async fn a_restore_that_fails_half_way_leaves_the_target_unchanged() {
     unqueue(&fx, job.id).await;
     let (env, t) = (fx.env.clone(), token.clone());
     let job = tokio::spawn(async move { run::run(&env, rid, &(), &t).await });
-    wait_for_copy(&admin).await;
+    wait_for_copy(&admin, &fx.source.name).await;
     token.cancel();
     let err = job.await.unwrap().unwrap_err();
     assert!(matches!(err, RestoreError::Cancelled), "{err}");

@@ -5,7 +5,7 @@ use cellar_core::backup::listing::Filter;
 
 use super::backup::{Backup, BackupConnection};
 use super::job::{Job, JobConnection};
-use super::schedule::{RetentionDecision, RetentionPolicy, Schedule};
+use super::schedule::{RetentionDecision, RetentionPolicy, RetentionPolicyInput, Schedule};
 use super::types::{AuditConnection, BackupStatus, BackupType, JobState, PageInfo};
 use super::{caller, services};
 
@@ -117,14 +117,20 @@ impl Query {
     }
 
     /// What retention would do now with every completed or failed backup of `backupType`
-    /// (all types when left out), newest first: kept or deleted, and why.
+    /// (all types when left out), newest first: kept or deleted, and why. With `policy`: as if
+    /// that policy were set for its type (only that type is previewed; nothing is saved).
     async fn retention_preview(
         &self,
         ctx: &Context<'_>,
         backup_type: Option<BackupType>,
+        policy: Option<RetentionPolicyInput>,
     ) -> Result<Vec<RetentionDecision>> {
         let rows = services(ctx)
-            .retention_preview(caller(ctx), backup_type.map(Into::into))
+            .retention_preview(
+                caller(ctx),
+                backup_type.map(Into::into),
+                policy.map(Into::into),
+            )
             .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }

@@ -50,14 +50,25 @@ impl Services {
         Ok(retention::policies(&self.pool).await?)
     }
 
-    /// What retention would do now with the backups of `t` (all types when `None`).
+    /// What retention would do now with the backups of `t` (all types when `None`), under the
+    /// stored policies or, with `proposed`, as if it were its type's policy (nothing is saved).
     pub async fn retention_preview(
         &self,
         caller: &Caller,
         t: Option<BackupType>,
+        proposed: Option<RawPolicy>,
     ) -> Result<Vec<Decision>, ApiError> {
         caller.require(Permission::Read)?;
-        Ok(retention::preview(&self.pool, t, Utc::now()).await?)
+        let Some(raw) = proposed else {
+            return Ok(retention::preview(&self.pool, t, Utc::now()).await?);
+        };
+        if t.is_some_and(|t| t != raw.backup_type) {
+            return Err(ApiError::InvalidInput(
+                "backupType: it differs from policy.backupType; leave it out".into(),
+            ));
+        }
+        let p = raw.parse()?;
+        Ok(retention::preview_policy(&self.pool, &p, Utc::now()).await?)
     }
 
     /// Creates or replaces the policy of one backup type. Masters.

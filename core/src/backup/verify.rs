@@ -211,11 +211,19 @@ async fn check_objects(
     let mut failures = Vec::new();
     let mut prints: TablePrints = Vec::new();
     let mut done = 0u64;
-    for (i, o) in m.objects.iter().enumerate() {
-        let checked = match level {
-            Level::Quick => check_size(storage, o).await.map(|_| None),
-            Level::Deep => check_object(storage, m, key, o, false).await,
-            Level::Drill => check_object(storage, m, key, o, true).await,
+    // Objects are checked a few at a time (each one's segments decode on the blocking pool),
+    // results taken in manifest order. A plain loop over FuturesOrdered, not a stream
+    // combinator: closures returning borrowing futures defeat the `Send` proof of the job.
+    let mut pending = m.objects.iter();
+    let mut checks = futures::stream::FuturesOrdered::new();
+    let mut i = 0u64;
+    loop {
+        while checks.len() < verify_lanes() {
+            let Some(o) = pending.next() else { break };
+            checks.push_back(check_one(storage, m, key, level, o));
+        }
+        let Some((o, checked)) = checks.next().await else {
+            break;
         };
         match checked {
             Ok(Some(fp)) => add_print(&mut prints, o, fp),
@@ -226,11 +234,12 @@ async fn check_objects(
             }),
         }
         done += o.digest.stored_size;
+        i += 1;
         let r = ProgressReport {
             phase: "verifying".into(),
             bytes_done: done,
             bytes_total: total,
-            tables_done: i as u64 + 1,
+            tables_done: i,
             tables_total: m.objects.len() as u64,
             ..Default::default()
         };
@@ -255,6 +264,26 @@ async fn check_objects(
         drill: None,
     };
     (v, prints)
+}
+
+async fn check_one<'a>(
+    storage: &'a dyn Storage,
+    m: &'a Manifest,
+    key: &'a DataKey,
+    level: Level,
+    o: &'a ManifestObject,
+) -> (&'a ManifestObject, Result<Option<Fingerprint>, String>) {
+    let checked = match level {
+        Level::Quick => check_size(storage, o).await.map(|_| None),
+        Level::Deep => check_object(storage, m, key, o, false).await,
+        Level::Drill => check_object(storage, m, key, o, true).await,
+    };
+    (o, checked)
+}
+
+/// Objects checked at once: one per core (at least two, so reading overlaps decoding).
+fn verify_lanes() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 /// Adds an object's fingerprint to its table's (tables split into ranges have several).

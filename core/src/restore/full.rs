@@ -6,8 +6,9 @@
 //! build (cancellable):
 //!   CREATE DATABASE <target>__cellar_restore_<id> TEMPLATE template0 (in the target's image)
 //!   pg_restore --section=pre-data            schema archive in a 0600 temp file, DDL only
-//!   parallel COPY FROM STDIN                 `jobs` connections, largest object first
-//!   pg_restore --section=post-data -j jobs   indexes, constraints, triggers in parallel
+//!   parallel COPY FROM STDIN                 `jobs` lanes, largest object first, and each
+//!                                            table's indexes and keys as soon as it is loaded
+//!   pg_restore --section=post-data -j jobs   the rest: foreign keys, triggers, attachments
 //!   setval every sequence; REFRESH the materialized views that were populated
 //! swap (not cancellable, seconds):
 //!   ALTER DATABASE target ALLOW_CONNECTIONS false; terminate its sessions
@@ -18,9 +19,13 @@
 
 use sqlx::{Connection, PgConnection};
 
-use super::load::{self, Meter};
+use std::path::Path;
+
+use super::interleave;
+use super::load::Meter;
 use super::open::{OpenedBackup, QualifiedName, SequenceEntry};
 use super::pgrestore::{self, Section};
+use super::postdata::{self, PostDataPlan};
 use super::target::{DatabaseInfo, Server, create_database_sql};
 use super::{RestoreError, RestoreId};
 use crate::backup::BackupEnv;
@@ -67,11 +72,30 @@ pub async fn build(
     let file = backup.schema_file()?;
     let program = pgrestore::program(&env.pg_dump);
     let url = server.url(scratch);
-    pgrestore::run(&program, file.path(), &url, Section::PreData, 1).await?;
+    let (pre, plan) = tokio::join!(
+        pgrestore::run(&program, file.path(), &url, Section::PreData, 1, None),
+        post_data_plan(&program, file.path(), backup)
+    );
+    let (_, plan) = (pre?, plan?);
+    tracing::info!(
+        early = plan.early.len(),
+        "indexes and keys built as their tables load"
+    );
     meter.phase("data");
-    let rows = load::load_parallel(server, scratch, env, backup, env.jobs, meter).await?;
+    let rows =
+        interleave::load_and_index(server, scratch, env, backup, env.jobs, meter, &plan).await?;
     meter.phase("indexes");
-    pgrestore::run(&program, file.path(), &url, Section::PostData, env.jobs).await?;
+    let list = rest_list(&plan)?;
+    let list_path = list.as_ref().map(|l| l.path());
+    pgrestore::run(
+        &program,
+        file.path(),
+        &url,
+        Section::PostData,
+        env.jobs,
+        list_path,
+    )
+    .await?;
     drop(file);
     meter.phase("sequences");
     let mut conn = server.connect(scratch).await?;
@@ -79,6 +103,38 @@ pub async fn build(
     refresh_matviews(&mut conn, &backup.sequences.populated_matviews).await?;
     let _ = conn.close().await;
     Ok(rows)
+}
+
+/// Which post-data entries run early, as their tables fill (see [`super::postdata`]).
+async fn post_data_plan(
+    program: &Path,
+    archive: &Path,
+    backup: &OpenedBackup,
+) -> Result<PostDataPlan, RestoreError> {
+    let (toc, script) = tokio::join!(
+        pgrestore::toc(program, archive),
+        pgrestore::script(program, archive, Section::PostData)
+    );
+    let tables = interleave::tables_with_rows(backup);
+    Ok(postdata::plan(&toc?, &script?, &tables))
+}
+
+/// The TOC without the early entries, for `pg_restore -L`; `None` when nothing ran early.
+fn rest_list(plan: &PostDataPlan) -> Result<Option<tempfile::NamedTempFile>, RestoreError> {
+    if plan.early.is_empty() {
+        return Ok(None);
+    }
+    let io = |e: std::io::Error| {
+        RestoreError::Transient(format!(
+            "writing the post-data list to a temporary file: {e}"
+        ))
+    };
+    let mut f = tempfile::Builder::new()
+        .prefix("cellar-post-data-")
+        .tempfile()
+        .map_err(io)?;
+    std::io::Write::write_all(&mut f, plan.rest_list.as_bytes()).map_err(io)?;
+    Ok(Some(f))
 }
 
 /// Drops the scratch database of a failed or cancelled build (its sessions are terminated).

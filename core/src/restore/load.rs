@@ -7,10 +7,9 @@
 //! any read error, or plain size/BLAKE3 different from the manifest: CopyFail (nothing lands)
 //! CopyDone; rows reported by the server must equal the manifest's
 //! ```
-//! A full restore runs objects on several connections at once, largest first
-//! ([`load_parallel`]); a table restore runs them one by one inside its transaction.
+//! A full restore runs objects on several lanes at once ([`super::interleave`]); a table
+//! restore runs them one by one inside its transaction.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -186,42 +185,14 @@ impl Meter<'_> {
     }
 }
 
-/// Loads every table data object of the backup into database `db`, `jobs` connections at
-/// once, largest object first. Each connection commits per COPY with `synchronous_commit = off`:
-/// the database is a scratch copy nobody sees until it is complete.
-pub async fn load_parallel(
-    server: &Server,
-    db: &str,
-    env: &BackupEnv,
-    backup: &OpenedBackup,
-    jobs: usize,
-    meter: &Meter<'_>,
-) -> Result<u64, RestoreError> {
-    let mut objects = backup.data_objects();
-    objects.sort_by_key(|(o, _)| std::cmp::Reverse(o.digest.plain_size));
-    let lanes = jobs.min(objects.len()).max(1);
-    let queue = Mutex::new(VecDeque::from(objects));
-    let lane = || async {
-        let mut conn = server.connect(db).await?;
-        sqlx::raw_sql("SET synchronous_commit = off")
-            .execute(&mut conn)
-            .await?;
-        let mut rows = 0;
-        loop {
-            let Some((o, cols)) = queue.lock().expect("queue").pop_front() else {
-                return Ok::<_, RestoreError>(rows);
-            };
-            rows += copy_object(&mut conn, env, backup, o, cols, meter).await?;
-        }
-    };
-    let mut running = futures::stream::iter(0..lanes)
-        .map(|_| lane())
-        .buffer_unordered(lanes);
-    let mut rows = 0;
-    while let Some(r) = running.next().await {
-        rows += r?;
-    }
-    Ok(rows)
+/// A connection for COPY into a scratch database nobody sees until it is complete: commits need
+/// not wait for the WAL flush.
+pub async fn data_connection(server: &Server, db: &str) -> Result<PgConnection, RestoreError> {
+    let mut conn = server.connect(db).await?;
+    sqlx::raw_sql("SET synchronous_commit = off")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 #[cfg(test)]

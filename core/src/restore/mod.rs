@@ -7,8 +7,8 @@
 //!   open the backup      KEY unwrapped, MANIFEST authenticated, objects present: else refuse
 //!   lock the target      advisory lock per (server, database): a second restore fails clearly
 //!   safety backup        type `safety` of the target (or the chosen tables); must complete
-//!   full::restore        scratch database: pre-data, parallel COPY, post-data -j, setval,
-//!                        REFRESH, then swap: target -> old, scratch -> target, drop old
+//!   full::restore        scratch database: pre-data, parallel COPY with each table's indexes
+//!                        built as it fills, rest of post-data -j, setval, REFRESH, then swap: target -> old, scratch -> target, drop old
 //!   tables::restore      one transaction: TRUNCATE/DELETE + COPY (triggers off), setval,
 //!                        foreign-key check naming the constraint that would break
 //! any error or cancel    the target is left exactly as it was
@@ -20,6 +20,8 @@
 //! - [`target`]: the server and database restored into: connections, the advisory lock.
 //! - [`load`]: `COPY ... FROM STDIN` of backup objects, checked against the manifest.
 //! - [`pgrestore`]: running `pg_restore` on the decrypted schema archive.
+//! - [`postdata`]: which indexes and constraints can be built as soon as their table is loaded;
+//!   [`interleave`]: the lanes that load data and build those, `pg_restore -j` style.
 //! - [`full`]: whole-database restore, built aside and swapped in.
 //! - [`drill`]: the restore drill (verify level DRILL): a scratch restore compared table by
 //!   table with the backup, then dropped.
@@ -31,9 +33,11 @@ pub mod catalog;
 pub mod drill;
 pub mod full;
 pub mod integrity;
+pub mod interleave;
 pub mod load;
 pub mod open;
 pub mod pgrestore;
+pub mod postdata;
 pub mod run;
 pub mod safety;
 pub mod tables;

@@ -32,8 +32,18 @@ pub enum Section {
     PostData,
 }
 
-/// Runs `pg_restore --section=... --exit-on-error [-j jobs] -d url archive`. The password goes
-/// through `PGPASSWORD`, never the command line. Killed if the restore is cancelled (dropped).
+impl Section {
+    fn arg(self) -> &'static str {
+        match self {
+            Section::PreData => "--section=pre-data",
+            Section::PostData => "--section=post-data",
+        }
+    }
+}
+
+/// Runs `pg_restore --section=... --exit-on-error [-j jobs] [-L list] -d url archive`. The
+/// password goes through `PGPASSWORD`, never the command line. Killed if the restore is
+/// cancelled (dropped).
 #[tracing::instrument(skip_all, fields(section = ?section, jobs))]
 pub async fn run(
     program: &Path,
@@ -41,18 +51,17 @@ pub async fn run(
     url: &DbUrl,
     section: Section,
     jobs: usize,
+    list: Option<&Path>,
 ) -> Result<(), RestoreError> {
     let (url_no_pw, password) = split_password(url.expose());
     let mut cmd = Command::new(program);
-    cmd.arg(match section {
-        Section::PreData => "--section=pre-data",
-        Section::PostData => "--section=post-data",
-    })
-    .args(["--exit-on-error", "--no-password"])
-    .arg(format!("--jobs={}", jobs.max(1)))
-    .arg("--dbname")
-    .arg(&url_no_pw)
-    .arg(archive);
+    cmd.arg(section.arg())
+        .args(["--exit-on-error", "--no-password"])
+        .arg(format!("--jobs={}", jobs.max(1)));
+    if let Some(list) = list {
+        cmd.arg("--use-list").arg(list);
+    }
+    cmd.arg("--dbname").arg(&url_no_pw).arg(archive);
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     }
@@ -85,6 +94,48 @@ pub async fn run(
         out.status,
         redact(stderr.trim())
     )))
+}
+
+/// `pg_restore -l archive`: the table of contents, one entry per line.
+pub async fn toc(program: &Path, archive: &Path) -> Result<Vec<u8>, RestoreError> {
+    let mut cmd = Command::new(program);
+    cmd.arg("--list").arg(archive);
+    text_of(cmd, program, "--list").await
+}
+
+/// `pg_restore --verbose --section=... --file=- archive`: the section's SQL, each entry headed by
+/// its dump id and dependencies. No database is involved.
+pub async fn script(
+    program: &Path,
+    archive: &Path,
+    section: Section,
+) -> Result<Vec<u8>, RestoreError> {
+    let mut cmd = Command::new(program);
+    cmd.args(["--verbose", section.arg(), "--file=-"])
+        .arg(archive);
+    text_of(cmd, program, section.arg()).await
+}
+
+/// The program's stdout, in the archive's encoding (bytes: not necessarily UTF-8).
+async fn text_of(mut cmd: Command, program: &Path, what: &str) -> Result<Vec<u8>, RestoreError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| RestoreError::Permanent(format!("cannot run {}: {e}", program.display())))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let cut: String = stderr.trim().chars().take(MAX_STDERR).collect();
+        return Err(RestoreError::Permanent(format!(
+            "pg_restore {what} failed with {}: {}",
+            out.status,
+            redact(&cut)
+        )));
+    }
+    Ok(out.stdout)
 }
 
 #[cfg(test)]

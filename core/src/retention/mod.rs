@@ -16,7 +16,7 @@ pub mod store;
 
 pub use apply::{ApplyReport, JOB_RETENTION, apply, enqueue_periodic, request};
 pub use plan::{Candidate, Decision, plan};
-pub use store::{policies, preview};
+pub use store::{policies, preview, preview_policy};
 
 /// Why a retention operation failed.
 #[derive(Debug, thiserror::Error)]

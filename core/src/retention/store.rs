@@ -92,6 +92,25 @@ pub async fn preview(
         .collect())
 }
 
+/// What retention would do now with the backups of `proposed.backup_type` if `proposed` were
+/// that type's policy: the preview a person looks at before saving a change. The policy is
+/// checked as [`set_policy`] checks it, so a preview never shows a policy that cannot be saved.
+pub async fn preview_policy(
+    pool: &PgPool,
+    proposed: &Policy,
+    now: DateTime<Utc>,
+) -> Result<Vec<Decision>, RetentionError> {
+    proposed.check()?;
+    let mut policies = policies(pool).await?;
+    policies.retain(|p| p.backup_type != proposed.backup_type);
+    policies.push(proposed.clone());
+    let plan = super::plan(&policies, &history(pool).await?, now);
+    Ok(plan
+        .into_iter()
+        .filter(|d| d.backup_type == proposed.backup_type)
+        .collect())
+}
+
 /// Pins or unpins backup `id` (a pinned backup is never deleted by retention, and
 /// `deleteBackup` refuses it). Returns the new value.
 pub async fn set_pinned(pool: &PgPool, id: &BackupId, pinned: bool) -> Result<(), RetentionError> {

@@ -141,22 +141,33 @@ impl Storage for LocalStorage {
     #[tracing::instrument(skip_all, fields(key = %key))]
     async fn create(&self, key: &ObjectKey) -> Result<Box<dyn ObjectWriter>, StorageError> {
         check_key(key)?;
-        let tmp_dir = self.root.join(TMP_DIR);
-        let tmp = tmp_dir.join(format!("{:016x}.tmp", rand::random::<u64>()));
-        let err = |e| fs::write_error(e, key.as_str(), &self.root);
-        tokio::fs::create_dir_all(&tmp_dir).await.map_err(err)?;
-        let file = tokio::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .await;
-        let file = file.map_err(err)?;
-        Ok(Box::new(LocalWriter::new(
-            file,
-            tmp,
-            self.root.clone(),
-            key.clone(),
-        )))
+        let (root, key) = (self.root.clone(), key.clone());
+        let err_root = self.root.clone();
+        // The temp file and the writer that owns it are made on the blocking thread, together:
+        // if this future is dropped mid-create (another lane failed and the backup is being torn
+        // down), tokio drops the finished task's output, and the writer's Drop removes the file.
+        // Creating the file there but wrapping it here would leak it.
+        let made = tokio::task::spawn_blocking(move || {
+            let tmp_dir = root.join(TMP_DIR);
+            let tmp = tmp_dir.join(format!("{:016x}.tmp", rand::random::<u64>()));
+            let err = |e| fs::write_error(e, key.as_str(), &root);
+            std::fs::create_dir_all(&tmp_dir).map_err(err)?;
+            let file = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(err)?;
+            Ok::<_, StorageError>(LocalWriter::new(
+                tokio::fs::File::from_std(file),
+                tmp,
+                root.clone(),
+                key,
+            ))
+        })
+        .await;
+        let writer =
+            made.map_err(|e| fs::write_error(std::io::Error::other(e), "a temp file", &err_root))??;
+        Ok(Box::new(writer))
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<ByteStream, StorageError> {

@@ -23,6 +23,7 @@ pub(super) fn log_entry(method: &Method, path: &str) -> LogEntry {
         method: method.to_string(),
         path: path.to_string(),
         upload: None,
+        object: None,
         content_range: None,
         bytes_received: 0,
         status: 0,

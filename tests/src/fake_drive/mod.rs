@@ -8,6 +8,7 @@
 //! - [`session`]: session chunks (256 KiB rule, `308` + `Range`, status queries, cancel).
 //! - [`query`]: the `q` parser.
 //! - [`faults`]: [`FaultPlan`]: a schedule or a seeded random rate of [`Fault`]s.
+//! - [`resends`]: reading the log for the bytes each fault made the client send again.
 //! - [`state`]: files, sessions, folders, tokens, the [`LogEntry`] log.
 
 // Handlers answer early with an HTTP response as their error: boxing it buys nothing here.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod faults;
 pub mod query;
+pub mod resends;
 pub mod server;
 pub mod session;
 pub mod state;
@@ -30,6 +32,7 @@ use cellar_core::storage::{DriveSettings, DriveStorage, RetryPolicy};
 use serde_json::json;
 
 pub use self::faults::{Fault, FaultPlan};
+pub use self::resends::{Resend, resends};
 use self::server::App;
 use self::state::State;
 pub use self::state::{FolderKind, LogEntry, StoredFile};

@@ -90,8 +90,14 @@ pub(super) async fn chunk(
         .get(header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let id = p.get("upload_id").cloned().unwrap_or_default();
+    let object = app.lock().sessions.get(&id).map(|s| {
+        let name = s.meta["name"].as_str();
+        name.unwrap_or("Untitled").to_string()
+    });
     let e = LogEntry {
         upload: Some("session".into()),
+        object: object.clone(),
         content_range: cr.clone(),
         ..log_entry(&method, "/upload/drive/v3/files")
     };
@@ -99,7 +105,6 @@ pub(super) async fn chunk(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let id = p.get("upload_id").cloned().unwrap_or_default();
     if !app.lock().sessions.contains_key(&id) {
         app.log(LogEntry { status: 404, ..e });
         return error(StatusCode::NOT_FOUND, "notFound", "No such upload session");

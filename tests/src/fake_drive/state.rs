@@ -98,6 +98,8 @@ pub struct LogEntry {
     pub path: String,
     /// `uploadType`, or `session` for a chunk/status request.
     pub upload: Option<String>,
+    /// The file name a session request writes (the object key), when the session is known.
+    pub object: Option<String>,
     pub content_range: Option<String>,
     /// Body bytes the server read.
     pub bytes_received: u64,
@@ -105,6 +107,16 @@ pub struct LogEntry {
     pub status: u16,
     /// The fault injected, if any.
     pub fault: Option<super::faults::Fault>,
+}
+
+impl LogEntry {
+    /// `(start, end)` (end exclusive) of a chunk request's `Content-Range: bytes A-B/T`;
+    /// `None` for status queries and every other request.
+    pub fn span(&self) -> Option<(u64, u64)> {
+        let cr = self.content_range.as_deref()?.strip_prefix("bytes ")?;
+        let (a, b) = cr.split_once('/')?.0.split_once('-')?;
+        Some((a.parse().ok()?, b.parse::<u64>().ok()? + 1))
+    }
 }
 
 /// Everything behind the fake's lock.

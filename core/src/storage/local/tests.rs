@@ -77,6 +77,28 @@ async fn temp_files_are_hidden_and_removed_on_abort_drop_and_finish() {
     assert_eq!(temp_files(&s), 0, "finish renames the temp file away");
 }
 
+/// A `create` dropped while its file is being made (a lane torn down because another failed)
+/// leaves no temp file behind. CI caught this once: the file was created on the blocking pool
+/// after the future that would have owned it was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_dropped_mid_way_leaves_no_temp_file() {
+    let (_dir, s) = setup();
+    for i in 0..200 {
+        let k = key(&format!("d/{i}"));
+        tokio::select! {
+            biased;
+            _ = tokio::task::yield_now() => {}
+            w = s.create(&k) => drop(w),
+        }
+    }
+    // The blocking creates finish on their own; wait for them, then for their clean-up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while temp_files(&s) > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(temp_files(&s), 0, "temp files leaked by dropped creates");
+}
+
 #[tokio::test]
 async fn remove_stale_temp_removes_only_old_files() {
     let (_dir, s) = setup();

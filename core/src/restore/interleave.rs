@@ -1,0 +1,341 @@
+//! The data phase of a full restore with index builds interleaved: `jobs` lanes, each taking
+//! the next piece of work as it frees up.
+//!
+//! ```text
+//! loop, per lane:
+//!   an early post-data entry whose tables are loaded and whose early dependencies ran
+//!       (largest table first)          -> run it on the lane's DDL connection
+//!   else the next data object (largest first) -> COPY it; when it was its table's last,
+//!       entries waiting on the table may become ready
+//!   else entries still wait on work in flight -> sleep until some finishes
+//!   else done
+//! ```
+//! An index build on a finished table overlaps with COPY into other tables, as `pg_restore -j`
+//! does; the total parallelism stays `jobs` (one server backend busy per lane).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use futures::StreamExt;
+use sqlx::PgConnection;
+use tokio::sync::Notify;
+
+use super::RestoreError;
+use super::load::{Meter, copy_object};
+use super::open::OpenedBackup;
+use super::postdata::{EarlyEntry, PostDataPlan};
+use super::target::Server;
+use crate::backup::BackupEnv;
+use crate::format::ManifestObject;
+
+/// Memory for each early index build (the server default, 64 MB, spills large sorts to disk).
+const INDEX_SESSION: &str = "SET maintenance_work_mem = '256MB'; SET synchronous_commit = off;";
+
+/// The backup's tables that have rows, in the order the planner numbers them.
+pub fn tables_with_rows(backup: &OpenedBackup) -> Vec<(String, String)> {
+    let mut seen = BTreeSet::new();
+    backup
+        .data_objects()
+        .iter()
+        .filter_map(|(o, _)| o.table.as_ref())
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
+type Object<'b> = (&'b ManifestObject, Option<&'b [String]>);
+
+/// Work not yet handed out, and what has finished.
+struct State {
+    /// `(object, table)` indexes, largest object first.
+    objects: VecDeque<(usize, usize)>,
+    /// Objects not yet loaded (queued or in flight), per table index.
+    unloaded: HashMap<usize, usize>,
+    /// Indexes into `plan.early`, not yet started.
+    waiting: Vec<usize>,
+    ran: BTreeSet<u32>,
+    in_flight: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Work {
+    /// Run `plan.early[i]`.
+    Entry(usize),
+    /// COPY object `o` of table `t`.
+    Copy {
+        o: usize,
+        t: usize,
+    },
+    /// Entries wait on work in flight.
+    Wait,
+    Done,
+}
+
+struct Scheduler<'p> {
+    plan: &'p PostDataPlan,
+    /// Plain bytes per table index, to start the biggest builds first.
+    size: HashMap<usize, u64>,
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl<'p> Scheduler<'p> {
+    /// `objects` are `(table index, plain size)`, in any order.
+    fn new(plan: &'p PostDataPlan, objects: &[(usize, u64)]) -> Self {
+        let mut order: Vec<usize> = (0..objects.len()).collect();
+        order.sort_by_key(|&o| std::cmp::Reverse(objects[o].1));
+        let (mut unloaded, mut size) = (HashMap::new(), HashMap::new());
+        for &(t, bytes) in objects {
+            *unloaded.entry(t).or_default() += 1;
+            *size.entry(t).or_default() += bytes;
+        }
+        Self {
+            plan,
+            size,
+            state: Mutex::new(State {
+                objects: order.into_iter().map(|o| (o, objects[o].0)).collect(),
+                unloaded,
+                waiting: (0..plan.early.len()).collect(),
+                ran: BTreeSet::new(),
+                in_flight: 0,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn ready(&self, s: &State, e: &EarlyEntry) -> bool {
+        e.tables
+            .iter()
+            .all(|t| s.unloaded.get(t).is_none_or(|&n| n == 0))
+            && e.after.iter().all(|d| s.ran.contains(d))
+    }
+
+    fn weight(&self, e: &EarlyEntry) -> u64 {
+        e.tables.iter().filter_map(|t| self.size.get(t)).sum()
+    }
+
+    fn next(&self) -> Work {
+        let mut s = self.state.lock().expect("scheduler lock");
+        let ready = s
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|&(_, &i)| self.ready(&s, &self.plan.early[i]))
+            .max_by_key(|&(_, &i)| self.weight(&self.plan.early[i]))
+            .map(|(pos, _)| pos);
+        // Dependencies form a DAG over work that is queued or running, so with nothing in flight
+        // something is always ready; if not (a bug), run the oldest rather than hang.
+        let stuck = s.objects.is_empty() && s.in_flight == 0 && !s.waiting.is_empty();
+        if let Some(pos) = ready.or(stuck.then_some(0)) {
+            s.in_flight += 1;
+            return Work::Entry(s.waiting.remove(pos));
+        }
+        if let Some((o, t)) = s.objects.pop_front() {
+            s.in_flight += 1;
+            return Work::Copy { o, t };
+        }
+        if s.waiting.is_empty() {
+            Work::Done
+        } else {
+            Work::Wait
+        }
+    }
+
+    fn finished(&self, entry: Option<u32>, table: Option<usize>) {
+        let mut s = self.state.lock().expect("scheduler lock");
+        s.in_flight -= 1;
+        s.ran.extend(entry);
+        if let Some(n) = table.and_then(|t| s.unloaded.get_mut(&t)) {
+            *n -= 1;
+        }
+        drop(s);
+        self.changed.notify_waiters();
+    }
+}
+
+/// Loads every data object into `db` and runs `plan.early` as their tables fill, on `jobs`
+/// lanes. Returns the rows loaded.
+pub async fn load_and_index(
+    server: &Server,
+    db: &str,
+    env: &BackupEnv,
+    backup: &OpenedBackup,
+    jobs: usize,
+    meter: &Meter<'_>,
+    plan: &PostDataPlan,
+) -> Result<u64, RestoreError> {
+    let tables = tables_with_rows(backup);
+    let index: HashMap<(String, String), usize> = tables
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, t)| (t, i))
+        .collect();
+    let objects = backup.data_objects();
+    let sizes: Vec<(usize, u64)> = objects
+        .iter()
+        .map(|(o, _)| {
+            let t = o.table.as_ref().expect("data objects name their table");
+            (
+                index[&(t.schema.clone(), t.name.clone())],
+                o.digest.plain_size,
+            )
+        })
+        .collect();
+    let sched = Scheduler::new(plan, &sizes);
+    let lanes = jobs.max(1).min(objects.len() + plan.early.len()).max(1);
+    let lane = || lane(server, db, env, backup, meter, &sched, &objects);
+    let mut running = futures::stream::iter(0..lanes)
+        .map(|_| lane())
+        .buffer_unordered(lanes);
+    let mut rows = 0;
+    while let Some(r) = running.next().await {
+        rows += r?;
+    }
+    Ok(rows)
+}
+
+async fn lane(
+    server: &Server,
+    db: &str,
+    env: &BackupEnv,
+    backup: &OpenedBackup,
+    meter: &Meter<'_>,
+    sched: &Scheduler<'_>,
+    objects: &[Object<'_>],
+) -> Result<u64, RestoreError> {
+    let (mut data, mut ddl): (Option<PgConnection>, Option<PgConnection>) = (None, None);
+    let mut rows = 0;
+    loop {
+        let changed = sched.changed.notified();
+        match sched.next() {
+            Work::Done => return Ok(rows),
+            Work::Wait => changed.await,
+            Work::Entry(i) => {
+                let e = &sched.plan.early[i];
+                let conn = match ddl.as_mut() {
+                    Some(c) => c,
+                    None => ddl.insert(ddl_connection(server, db, sched.plan).await?),
+                };
+                run_entry(conn, e).await?;
+                sched.finished(Some(e.dump_id), None);
+            }
+            Work::Copy { o, t } => {
+                let (o, cols) = objects[o];
+                let conn = match data.as_mut() {
+                    Some(c) => c,
+                    None => data.insert(super::load::data_connection(server, db).await?),
+                };
+                rows += copy_object(conn, env, backup, o, cols, meter).await?;
+                sched.finished(None, Some(t));
+            }
+        }
+    }
+}
+
+/// A connection set up as pg_restore sets up its own (the script's preamble), with more memory
+/// for sorts.
+async fn ddl_connection(
+    server: &Server,
+    db: &str,
+    plan: &PostDataPlan,
+) -> Result<PgConnection, RestoreError> {
+    let mut conn = server.connect(db).await?;
+    let setup = format!("{}{INDEX_SESSION}", plan.preamble);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+#[tracing::instrument(skip_all, fields(entry = %e.name, kind = %e.kind))]
+async fn run_entry(conn: &mut PgConnection, e: &EarlyEntry) -> Result<(), RestoreError> {
+    let sql = format!("SET default_tablespace = {};\n{}", e.tablespace, e.sql);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map_err(|err| {
+            RestoreError::from(err).context(&format!("creating {} {}", e.kind, e.name))
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u32, tables: &[usize], after: &[u32]) -> EarlyEntry {
+        EarlyEntry {
+            dump_id: id,
+            kind: "INDEX".into(),
+            name: format!("i{id}"),
+            tablespace: "''".into(),
+            sql: String::new(),
+            after: after.iter().copied().collect(),
+            tables: tables.iter().copied().collect(),
+        }
+    }
+
+    fn plan(early: Vec<EarlyEntry>) -> PostDataPlan {
+        PostDataPlan {
+            early,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_table_s_index_starts_while_other_tables_still_load() {
+        // Table 0: two objects (the largest), table 1: one; an index on each.
+        let p = plan(vec![entry(10, &[0], &[]), entry(11, &[1], &[])]);
+        let s = Scheduler::new(&p, &[(0, 500), (1, 100), (0, 400)]);
+        assert_eq!(s.next(), Work::Copy { o: 0, t: 0 });
+        assert_eq!(s.next(), Work::Copy { o: 2, t: 0 });
+        s.finished(None, Some(0)); // one of table 0's two objects
+        assert_eq!(s.next(), Work::Copy { o: 1, t: 1 }, "table 0 not complete");
+        s.finished(None, Some(0));
+        assert_eq!(
+            s.next(),
+            Work::Entry(0),
+            "table 0 loaded while table 1 loads"
+        );
+        assert_eq!(s.next(), Work::Wait, "index 11 waits for table 1");
+        s.finished(None, Some(1));
+        assert_eq!(s.next(), Work::Entry(1));
+        assert_eq!(s.next(), Work::Done, "nothing left to hand out");
+    }
+
+    #[test]
+    fn dependencies_between_entries_are_respected_and_big_tables_go_first() {
+        // 20 (on table 1, the biggest) and 21 (table 0) are ready at once; 22 needs 20.
+        let p = plan(vec![
+            entry(21, &[0], &[]),
+            entry(22, &[], &[20]),
+            entry(20, &[1], &[]),
+        ]);
+        let s = Scheduler::new(&p, &[(0, 10), (1, 90)]);
+        assert!(matches!(s.next(), Work::Copy { .. }));
+        assert!(matches!(s.next(), Work::Copy { .. }));
+        s.finished(None, Some(0));
+        s.finished(None, Some(1));
+        assert_eq!(s.next(), Work::Entry(2), "the biggest table's index first");
+        assert_eq!(s.next(), Work::Entry(0));
+        assert_eq!(s.next(), Work::Wait, "22 waits for 20");
+        s.finished(Some(20), None);
+        assert_eq!(s.next(), Work::Entry(1), "22");
+        s.finished(Some(21), None);
+        s.finished(Some(22), None);
+        assert_eq!(s.next(), Work::Done);
+    }
+
+    #[test]
+    fn entries_on_tables_without_rows_run_at_once_and_nothing_hangs() {
+        let p = plan(vec![entry(30, &[], &[]), entry(31, &[7], &[99])]);
+        let s = Scheduler::new(&p, &[]);
+        assert_eq!(s.next(), Work::Entry(0));
+        s.finished(Some(30), None);
+        // 31 waits on an entry that is not in the plan: with nothing in flight, it runs.
+        assert_eq!(s.next(), Work::Entry(1));
+        s.finished(Some(31), None);
+        assert_eq!(s.next(), Work::Done);
+    }
+}
