@@ -395,8 +395,8 @@ async fn drive(
         let done = futures::future::try_join_all(writes)
             .await
             .map_err(|e| e.to_string())?;
-        for (j, at) in done.into_iter().enumerate() {
-            acks[j][step] = at;
+        for (job, at) in acks.iter_mut().zip(done) {
+            job[step] = at;
         }
         if step == q1 && q1 < q3 {
             first = Some((Instant::now(), t.reads().await));
@@ -407,11 +407,11 @@ async fn drive(
         }
         tokio::time::sleep(cfg.interval).await;
     }
-    for (j, l) in leases.iter().enumerate() {
+    for (job, l) in acks.iter_mut().zip(leases) {
         queue::lease::complete(&t.pool, l, Some(json!({"bench": true})))
             .await
             .map_err(|e| e.to_string())?;
-        acks[j][cfg.steps + 1] = Instant::now();
+        job[cfg.steps + 1] = Instant::now();
     }
     Ok((acks, window))
 }
