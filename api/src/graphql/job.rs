@@ -127,8 +127,9 @@ impl Job {
     async fn finished_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.0.finished_at
     }
-    /// The backup this job works on, if it works on one. Read once per version of the job:
-    /// the subscribers of one update, or the nodes of one page, share the read.
+    /// The backup this job works on, if it works on one.
+    // Read once per version of the job: the subscribers of one update, or the nodes of one
+    // page, share the read (the slot).
     async fn backup(&self, ctx: &Context<'_>) -> Result<Option<Backup>> {
         let Some(id) = backup_id(&self.0) else {
             return Ok(None);
