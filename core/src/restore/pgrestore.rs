@@ -73,27 +73,9 @@ pub async fn run(
             "-c maintenance_work_mem=256MB -c synchronous_commit=off",
         );
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| RestoreError::Permanent(format!("cannot run {}: {e}", program.display())))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if stderr.len() > MAX_STDERR {
-        let cut = (0..=MAX_STDERR).rev().find(|&i| stderr.is_char_boundary(i));
-        stderr.truncate(cut.unwrap_or(0));
-    }
-    Err(RestoreError::Permanent(format!(
-        "pg_restore ({section:?}) failed with {}: {}",
-        out.status,
-        redact(stderr.trim())
-    )))
+    cmd.stdout(Stdio::null());
+    output(cmd, program, &format!("({section:?})")).await?;
+    Ok(())
 }
 
 /// `pg_restore -l archive`: the table of contents, one entry per line.
@@ -118,8 +100,14 @@ pub async fn script(
 
 /// The program's stdout, in the archive's encoding (bytes: not necessarily UTF-8).
 async fn text_of(mut cmd: Command, program: &Path, what: &str) -> Result<Vec<u8>, RestoreError> {
+    cmd.stdout(Stdio::piped());
+    output(cmd, program, what).await
+}
+
+/// Runs `cmd` (stdout as the caller set it up) and returns its stdout; a failure carries the
+/// start of its stderr, secrets redacted. Killed if the caller is dropped (a cancel).
+async fn output(mut cmd: Command, program: &Path, what: &str) -> Result<Vec<u8>, RestoreError> {
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let out = cmd
@@ -132,7 +120,7 @@ async fn text_of(mut cmd: Command, program: &Path, what: &str) -> Result<Vec<u8>
         return Err(RestoreError::Permanent(format!(
             "pg_restore {what} failed with {}: {}",
             out.status,
-            redact(&cut)
+            redact(cut.trim())
         )));
     }
     Ok(out.stdout)
