@@ -64,9 +64,12 @@ impl From<crate::dump::DumpError> for BackupError {
         let msg = e.to_string();
         match e {
             D::Cancelled => Self::Cancelled,
-            D::Connect { .. } | D::Query { .. } | D::Copy { .. } | D::ConnectionBroken => {
-                Self::Transient(msg)
-            }
+            D::Connect { .. }
+            | D::Query { .. }
+            | D::DataConnect { .. }
+            | D::DataQuery { .. }
+            | D::Copy { .. }
+            | D::ConnectionBroken => Self::Transient(msg),
             D::PgDumpIo(_) | D::PgDumpFailed { .. } => Self::Transient(msg),
             _ => Self::Permanent(msg),
         }

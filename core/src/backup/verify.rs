@@ -334,7 +334,7 @@ async fn check_object(
             f.update(&chunk);
         }
         size += chunk.len() as u64;
-        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        lines += crate::dump::count_rows(&chunk);
     }
     let stored_hex = stored
         .lock()

@@ -14,6 +14,22 @@ pub enum DumpError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// A data connection (our own COPY client, see `wire`) could not reach or log in.
+    #[error("cannot connect to {url}: {source}")]
+    DataConnect {
+        /// The URL with its password replaced by `***`.
+        url: String,
+        /// What went wrong.
+        source: super::wire::WireError,
+    },
+    /// A session setting on a data connection failed.
+    #[error("{context}: {source}")]
+    DataQuery {
+        /// What was being done.
+        context: &'static str,
+        /// The server's or the connection's error.
+        source: super::wire::WireError,
+    },
     /// A catalog query or a session setting failed.
     #[error("{context}: {source}")]
     Query {
@@ -87,8 +103,8 @@ pub enum DumpError {
     Copy {
         /// The table, quoted where needed.
         table: String,
-        /// The driver's error.
-        source: sqlx::Error,
+        /// The server's or the connection's error.
+        source: super::wire::WireError,
     },
     /// A data connection is unusable after an earlier failure or cancellation.
     #[error("this data connection failed earlier; open a new one")]

@@ -9,6 +9,7 @@
 //! PgDump::dump_schema(url, snapshot.id())   -- its own stream
 //! for task in plan_copy(tables, chunk):     -- big tables split into ctid page ranges
 //!     a DataConn (one per job, SET TRANSACTION SNAPSHOT) copies it into its own stream
+//!     (over `wire`, a minimal protocol client that reads COPY data in bulk)
 //! snapshot.sequences(), populated_matviews(), large_object_count()   -- what --schema-only omits
 //! snapshot.close()                          -- after every stream has finished
 //! ```
@@ -24,9 +25,12 @@ mod plan;
 mod schema;
 mod sequences;
 mod snapshot;
+pub mod wire;
 
 pub use catalog::{Selection, TableInfo};
-pub use copy::{BUFFER_BYTES, CopyProgress, CopyStats, DataConn, OUTPUT_SETTINGS, copy_statement};
+pub use copy::{
+    BUFFER_BYTES, CopyProgress, CopyStats, DataConn, OUTPUT_SETTINGS, copy_statement, count_rows,
+};
 pub use error::{DumpError, Result, redact_text, redact_url};
 pub use ident::{TableName, quote_ident};
 pub use plan::{BLOCK_SIZE, CopyTask, DEFAULT_CHUNK_BYTES, PageRange, plan_copy};

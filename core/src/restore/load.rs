@@ -137,7 +137,7 @@ pub async fn copy_object(
         hasher.update(&chunk);
         let len = chunk.len() as u64;
         size += len;
-        let rows = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        let rows = crate::dump::count_rows(&chunk);
         copy.send(chunk)
             .await
             .map_err(|e| RestoreError::from(e).context(&format!("COPY into {shown}")))?;

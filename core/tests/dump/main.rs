@@ -7,3 +7,4 @@ mod common;
 mod consistency;
 mod errors;
 mod pagila;
+mod wire;

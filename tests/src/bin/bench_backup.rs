@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() {
+    // RUST_LOG=cellar_core=debug shows the backup's phases with timestamps.
+    if std::env::var_os("RUST_LOG").is_some() {
+        cellar_core::telemetry::init();
+    }
     let args: Vec<String> = std::env::args().collect();
     let db = args
         .get(1)

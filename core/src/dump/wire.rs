@@ -1,0 +1,631 @@
+//! A minimal PostgreSQL frontend for the backup's data connections: log in, run simple queries,
+//! and stream `COPY ... TO STDOUT` straight from the socket into ~1 MiB buffers.
+//!
+//! Why not sqlx here: the server sends one CopyData message per row, and sqlx's `copy_out_raw`
+//! yields each as its own `Bytes` through an async stream (a buffer split, a mutex and a wake-up
+//! per row). On pgbench's 90-byte rows that was about 0.9 s of CPU for 465 MB, as much as the
+//! server's own COPY on a core it shares with us (shared/notes/performance.md). Here a COPY
+//! reads the socket 256 KiB at a time and copies each message's payload into the output buffer:
+//! a header check and a `memcpy` per row.
+//!
+//! Everything else (catalog queries, the snapshot connection, restores) stays on sqlx. The login
+//! speaks what sqlx does, from the same options: the URL is parsed by sqlx (so `PG*` variables,
+//! `.pgpass`, sockets and `options` mean the same), the same startup parameters are sent, and
+//! the password methods are trust, cleartext, MD5 and SCRAM-SHA-256 (no TLS, as Cellar's sqlx is
+//! built without it).
+//!
+//! ```text
+//! copy_out(sql):  send Query; expect CopyOutResponse (or ErrorResponse, then ReadyForQuery)
+//! next(out, n):   loop over buffered messages:
+//!                   CopyData  -> append payload (even when it spans reads) to out
+//!                   CopyDone, CommandComplete -> note; ReadyForQuery -> finished
+//!                   ErrorResponse -> remember, keep reading to ReadyForQuery, return it
+//!                   Notice, ParameterStatus, NotificationResponse -> skip
+//!                 until out holds n bytes (return true) or the COPY finished (false)
+//! ```
+
+mod scram;
+
+use std::fmt;
+use std::io;
+
+use bytes::{Buf, BufMut, BytesMut};
+use md5::{Digest, Md5};
+use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+/// How much is read from the socket at a time.
+const READ_BYTES: usize = 256 * 1024;
+/// Messages other than CopyData are small; a bigger one means a broken stream.
+const MAX_CONTROL_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// What a data connection can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The socket failed or the server closed it.
+    #[error("connection to the server lost: {0}")]
+    Io(#[from] io::Error),
+    /// The server answered with an ErrorResponse.
+    #[error("{0}")]
+    Server(ServerError),
+    /// Login failed on our side (unsupported method, SCRAM check).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The server sent something this client does not expect.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The URL could not be used.
+    #[error("invalid connection options: {0}")]
+    Config(String),
+}
+
+impl WireError {
+    /// The server's SQLSTATE, when the server reported the error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Server(e) => Some(&e.code),
+            _ => None,
+        }
+    }
+}
+
+/// An ErrorResponse's fields, as psql shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerError {
+    /// `ERROR`, `FATAL` or `PANIC`.
+    pub severity: String,
+    /// The SQLSTATE, e.g. `57P01` for a terminated connection.
+    pub code: String,
+    /// The primary message.
+    pub message: String,
+    /// The optional detail.
+    pub detail: Option<String>,
+    /// The optional hint.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} (SQLSTATE {})",
+            self.severity, self.message, self.code
+        )?;
+        if let Some(d) = &self.detail {
+            write!(f, "; detail: {d}")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "; hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.read_buf(buf).await,
+            Self::Unix(s) => s.read_buf(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.write_all(data).await,
+            Self::Unix(s) => s.write_all(data).await,
+        }
+    }
+}
+
+/// One message other than CopyData, whole.
+struct Message {
+    tag: u8,
+    body: BytesMut,
+}
+
+/// Where a COPY stands between calls to [`WireConn::copy_out_next`].
+#[derive(Default)]
+struct CopyState {
+    /// Payload bytes of the current CopyData message not yet appended.
+    pending: usize,
+    /// The server reported an error; the stream is drained to ReadyForQuery before returning it.
+    error: Option<ServerError>,
+}
+
+/// A logged-in connection speaking the simple query protocol.
+pub struct WireConn {
+    socket: Socket,
+    rbuf: BytesMut,
+    copy: Option<CopyState>,
+}
+
+impl WireConn {
+    /// Connects and logs in as sqlx would with `url`, naming the session `application`.
+    pub async fn connect(url: &str, application: &str) -> Result<Self, WireError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e: sqlx::Error| WireError::Config(e.to_string()))?;
+        // sqlx resolved the password (URL, PGPASSWORD, .pgpass) and keeps it in its URL form.
+        let password = options
+            .to_url_lossy()
+            .password()
+            .map(percent_decode)
+            .transpose()?;
+        let socket = match socket_path(&options) {
+            Some(path) => Socket::Unix(UnixStream::connect(&path).await?),
+            None => {
+                let s = TcpStream::connect((options.get_host(), options.get_port())).await?;
+                s.set_nodelay(true)?;
+                Socket::Tcp(s)
+            }
+        };
+        let mut conn = Self {
+            socket,
+            rbuf: BytesMut::with_capacity(READ_BYTES),
+            copy: None,
+        };
+        conn.startup(&options, password.as_deref(), application)
+            .await?;
+        Ok(conn)
+    }
+
+    async fn startup(
+        &mut self,
+        options: &PgConnectOptions,
+        password: Option<&str>,
+        application: &str,
+    ) -> Result<(), WireError> {
+        let user = options.get_username();
+        let mut params: Vec<(&str, &str)> = vec![
+            ("user", user),
+            ("DateStyle", "ISO, MDY"),
+            ("client_encoding", "UTF8"),
+            ("TimeZone", "UTC"),
+            ("application_name", application),
+        ];
+        if let Some(db) = options.get_database() {
+            params.push(("database", db));
+        }
+        if let Some(o) = options.get_options() {
+            params.push(("options", o));
+        }
+        let mut body = Vec::new();
+        body.put_i32(196_608); // protocol 3.0
+        for (k, v) in params {
+            put_cstr(&mut body, k)?;
+            put_cstr(&mut body, v)?;
+        }
+        body.push(0);
+        let mut packet = Vec::with_capacity(body.len() + 4);
+        packet.put_i32(body.len() as i32 + 4);
+        packet.extend_from_slice(&body);
+        self.socket.write_all(&packet).await?;
+
+        let mut scram = None;
+        loop {
+            let msg = self.recv().await?;
+            match msg.tag {
+                b'R' => {
+                    let mut body = msg.body;
+                    let code = get_i32(&mut body)?;
+                    match code {
+                        0 => {}
+                        3 => {
+                            let pw = need_password(password)?;
+                            let mut m = Vec::new();
+                            put_cstr(&mut m, pw)?;
+                            self.send(b'p', &m).await?;
+                        }
+                        5 => {
+                            let pw = need_password(password)?;
+                            let salt = body.get(..4).ok_or_else(short)?;
+                            let inner =
+                                hex(&Md5::digest([pw.as_bytes(), user.as_bytes()].concat()));
+                            let outer = hex(&Md5::digest([inner.as_bytes(), salt].concat()));
+                            let mut m = Vec::new();
+                            put_cstr(&mut m, &format!("md5{outer}"))?;
+                            self.send(b'p', &m).await?;
+                        }
+                        10 => {
+                            let mechanisms: Vec<&[u8]> = body[..]
+                                .split(|&b| b == 0)
+                                .filter(|m| !m.is_empty())
+                                .collect();
+                            if !mechanisms.contains(&&b"SCRAM-SHA-256"[..]) {
+                                let names: Vec<String> = mechanisms
+                                    .iter()
+                                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                                    .collect();
+                                return Err(WireError::Auth(format!(
+                                    "the server offers only SASL mechanisms {names:?}; \
+                                     Cellar speaks SCRAM-SHA-256 without channel binding"
+                                )));
+                            }
+                            let s = scram::Scram::new(need_password(password)?);
+                            let first = s.client_first();
+                            let mut m = Vec::new();
+                            put_cstr(&mut m, "SCRAM-SHA-256")?;
+                            m.put_i32(first.len() as i32);
+                            m.extend_from_slice(first.as_bytes());
+                            self.send(b'p', &m).await?;
+                            scram = Some(s);
+                        }
+                        11 => {
+                            let s = scram.as_mut().ok_or_else(|| unexpected("SASLContinue"))?;
+                            let reply = s.client_final(&body)?;
+                            self.send(b'p', reply.as_bytes()).await?;
+                        }
+                        12 => {
+                            let s = scram.as_ref().ok_or_else(|| unexpected("SASLFinal"))?;
+                            s.check_server_final(&body)?;
+                        }
+                        other => {
+                            return Err(WireError::Auth(format!(
+                                "the server asks for authentication method {other} (Kerberos, \
+                                 GSSAPI or SSPI), which Cellar does not support: use password, \
+                                 md5 or scram-sha-256 for this role in pg_hba.conf"
+                            )));
+                        }
+                    }
+                }
+                b'E' => return Err(WireError::Server(parse_error(&msg.body))),
+                b'K' | b'S' | b'N' => {}
+                b'Z' => return Ok(()),
+                other => {
+                    return Err(unexpected(&format!(
+                        "message {:?} during login",
+                        other as char
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Runs `sql` (one or more statements, no results wanted) with the simple query protocol.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<(), WireError> {
+        self.check_idle()?;
+        let mut m = Vec::with_capacity(sql.len() + 1);
+        put_cstr(&mut m, sql)?;
+        self.send(b'Q', &m).await?;
+        let mut error = None;
+        loop {
+            let msg = self.recv().await?;
+            match msg.tag {
+                b'Z' => return error.map_or(Ok(()), |e| Err(WireError::Server(e))),
+                b'E' => error = error.or(Some(parse_error(&msg.body))),
+                b'C' | b'T' | b'D' | b'I' | b'N' | b'S' | b'A' => {}
+                b'G' | b'H' | b'W' => {
+                    return Err(unexpected("COPY in a simple query"));
+                }
+                other => return Err(unexpected(&format!("message {:?}", other as char))),
+            }
+        }
+    }
+
+    /// Starts `COPY ... TO STDOUT`; read it with [`WireConn::copy_out_next`] until that returns
+    /// false. An error before the first row (a bad statement) comes back here.
+    pub async fn copy_out(&mut self, sql: &str) -> Result<(), WireError> {
+        self.check_idle()?;
+        let mut m = Vec::with_capacity(sql.len() + 1);
+        put_cstr(&mut m, sql)?;
+        self.send(b'Q', &m).await?;
+        let mut error = None;
+        loop {
+            let msg = self.recv().await?;
+            match msg.tag {
+                b'H' if error.is_none() => {
+                    self.copy = Some(CopyState::default());
+                    return Ok(());
+                }
+                b'E' => error = error.or(Some(parse_error(&msg.body))),
+                b'Z' => {
+                    return Err(match error {
+                        Some(e) => WireError::Server(e),
+                        None => unexpected("no COPY started"),
+                    });
+                }
+                b'N' | b'S' | b'A' | b'C' | b'T' | b'D' | b'I' => {}
+                other => return Err(unexpected(&format!("message {:?}", other as char))),
+            }
+        }
+    }
+
+    /// Appends COPY data to `out` until it holds at least `limit` bytes (returns true: call
+    /// again) or the COPY has finished (returns false; the connection is idle again).
+    pub async fn copy_out_next(
+        &mut self,
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> Result<bool, WireError> {
+        let mut state = self
+            .copy
+            .take()
+            .ok_or_else(|| unexpected("copy_out_next without a COPY in progress"))?;
+        loop {
+            // The rest of a CopyData payload, as much as is buffered.
+            if state.pending > 0 {
+                let n = state.pending.min(self.rbuf.len());
+                out.extend_from_slice(&self.rbuf[..n]);
+                self.rbuf.advance(n);
+                state.pending -= n;
+            }
+            // Whole messages from the buffer, until `out` is full.
+            while state.pending == 0 && self.rbuf.len() >= 5 && out.len() < limit {
+                let tag = self.rbuf[0];
+                let len =
+                    u32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]])
+                        as usize;
+                if len < 4 {
+                    return Err(WireError::Protocol(format!("message length {len}")));
+                }
+                if tag == b'd' {
+                    self.rbuf.advance(5);
+                    let payload = len - 4;
+                    let n = payload.min(self.rbuf.len());
+                    out.extend_from_slice(&self.rbuf[..n]);
+                    self.rbuf.advance(n);
+                    state.pending = payload - n;
+                    continue;
+                }
+                if len > MAX_CONTROL_MESSAGE {
+                    return Err(WireError::Protocol(format!(
+                        "{len}-byte message during COPY"
+                    )));
+                }
+                if self.rbuf.len() < len + 1 {
+                    break;
+                }
+                let mut body = self.rbuf.split_to(len + 1);
+                body.advance(5);
+                match tag {
+                    b'c' | b'C' | b'N' | b'S' | b'A' => {}
+                    b'E' => state.error = state.error.or(Some(parse_error(&body))),
+                    b'Z' => {
+                        return match state.error {
+                            Some(e) => Err(WireError::Server(e)),
+                            None => Ok(false),
+                        };
+                    }
+                    other => {
+                        return Err(unexpected(&format!(
+                            "message {:?} during COPY",
+                            other as char
+                        )));
+                    }
+                }
+            }
+            if out.len() >= limit && state.error.is_none() {
+                self.copy = Some(state);
+                return Ok(true);
+            }
+            self.rbuf.reserve(READ_BYTES);
+            match self.socket.read_buf(&mut self.rbuf).await {
+                Ok(0) | Err(_) if state.error.is_some() => {
+                    // A FATAL error (a terminated backend) closes the socket after the message.
+                    return Err(WireError::Server(state.error.take().expect("checked")));
+                }
+                Ok(0) => return Err(closed()),
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn check_idle(&self) -> Result<(), WireError> {
+        match self.copy {
+            Some(_) => Err(unexpected("a query while a COPY is in progress")),
+            None => Ok(()),
+        }
+    }
+
+    async fn send(&mut self, tag: u8, body: &[u8]) -> Result<(), WireError> {
+        let mut m = Vec::with_capacity(body.len() + 5);
+        m.push(tag);
+        m.put_i32(body.len() as i32 + 4);
+        m.extend_from_slice(body);
+        self.socket.write_all(&m).await?;
+        Ok(())
+    }
+
+    /// The next whole message (not for use during a COPY's data).
+    async fn recv(&mut self) -> Result<Message, WireError> {
+        loop {
+            if self.rbuf.len() >= 5 {
+                let len =
+                    u32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]])
+                        as usize;
+                if !(4..=MAX_CONTROL_MESSAGE).contains(&len) {
+                    return Err(WireError::Protocol(format!("message length {len}")));
+                }
+                if self.rbuf.len() > len {
+                    let tag = self.rbuf[0];
+                    let mut body = self.rbuf.split_to(len + 1);
+                    body.advance(5);
+                    return Ok(Message { tag, body });
+                }
+            }
+            self.rbuf.reserve(READ_BYTES);
+            if self.socket.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(closed());
+            }
+        }
+    }
+}
+
+impl Drop for WireConn {
+    /// Says goodbye (Terminate) if the socket takes it without waiting, so the server ends the
+    /// session quietly instead of logging an unexpected end of file; closing does the rest.
+    fn drop(&mut self) {
+        const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+        let _ = match &self.socket {
+            Socket::Tcp(s) => s.try_write(&TERMINATE),
+            Socket::Unix(s) => s.try_write(&TERMINATE),
+        };
+    }
+}
+
+/// The Unix socket sqlx would use: an explicit socket directory, or a host that is a path.
+fn socket_path(options: &PgConnectOptions) -> Option<String> {
+    let port = options.get_port();
+    match options.get_socket() {
+        Some(dir) => Some(format!("{}/.s.PGSQL.{port}", dir.display())),
+        None if options.get_host().starts_with('/') => {
+            Some(format!("{}/.s.PGSQL.{port}", options.get_host()))
+        }
+        None => None,
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, WireError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hexpair = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| WireError::Config("bad percent-encoding in the password".into()))?;
+            out.push(hexpair);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| WireError::Config("the password is not UTF-8".into()))
+}
+
+fn need_password(password: Option<&str>) -> Result<&str, WireError> {
+    password.ok_or_else(|| {
+        WireError::Auth(
+            "the server asks for a password and none is set (URL, PGPASSWORD or .pgpass)".into(),
+        )
+    })
+}
+
+fn put_cstr(buf: &mut Vec<u8>, s: &str) -> Result<(), WireError> {
+    if s.as_bytes().contains(&0) {
+        return Err(WireError::Config("a value contains a NUL byte".into()));
+    }
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(0);
+    Ok(())
+}
+
+fn get_i32(body: &mut BytesMut) -> Result<i32, WireError> {
+    if body.len() < 4 {
+        return Err(short());
+    }
+    Ok(body.get_i32())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn short() -> WireError {
+    WireError::Protocol("message too short".into())
+}
+
+fn unexpected(what: &str) -> WireError {
+    WireError::Protocol(format!("unexpected {what}"))
+}
+
+fn closed() -> WireError {
+    WireError::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the server closed the connection",
+    ))
+}
+
+/// The fields of an ErrorResponse: a type byte and a C string each, ending with a zero byte.
+fn parse_error(body: &[u8]) -> ServerError {
+    let mut e = ServerError::default();
+    let mut localized_severity = String::new();
+    for field in body.split(|&b| b == 0) {
+        let Some((&kind, value)) = field.split_first() else {
+            continue;
+        };
+        let value = String::from_utf8_lossy(value).into_owned();
+        match kind {
+            b'V' => e.severity = value,
+            b'S' => localized_severity = value,
+            b'C' => e.code = value,
+            b'M' => e.message = value,
+            b'D' => e.detail = Some(value),
+            b'H' => e.hint = Some(value),
+            _ => {}
+        }
+    }
+    if e.severity.is_empty() {
+        e.severity = localized_severity;
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_responses_read_like_psql() {
+        let body =
+            b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0";
+        let e = parse_error(body);
+        assert_eq!(e.code, "57P01");
+        assert_eq!(
+            e.to_string(),
+            "FATAL: terminating connection due to administrator command (SQLSTATE 57P01)"
+        );
+        let e = parse_error(b"SERROR\0C42P01\0Mrelation \"x\" does not exist\0Hcheck it\0\0");
+        assert_eq!(
+            e.to_string(),
+            "ERROR: relation \"x\" does not exist (SQLSTATE 42P01); hint: check it"
+        );
+    }
+
+    #[test]
+    fn passwords_are_percent_decoded() {
+        assert_eq!(percent_decode("p%40ss%2Fw%C3%B6rd").unwrap(), "p@ss/wörd");
+        assert!(percent_decode("bad%4").is_err());
+        assert!(percent_decode("%ff").is_err());
+    }
+
+    #[test]
+    fn sqlx_keeps_the_password_in_its_url_form() {
+        let options: PgConnectOptions = "postgres://u:p%40ss%3Aw@h:6543/db".parse().unwrap();
+        let pw = options
+            .to_url_lossy()
+            .password()
+            .map(percent_decode)
+            .transpose()
+            .unwrap();
+        assert_eq!(pw.as_deref(), Some("p@ss:w"));
+        assert_eq!(socket_path(&options), None);
+        let options: PgConnectOptions = "postgres://u@%2Fvar%2Frun%2Fpostgresql:5433/db"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            socket_path(&options).as_deref(),
+            Some("/var/run/postgresql/.s.PGSQL.5433")
+        );
+    }
+
+    #[test]
+    fn md5_hash_matches_postgres() {
+        // SELECT 'md5' || md5(md5('secret' || 'alice') || 'abcd')
+        let inner = hex(&Md5::digest(b"secretalice"));
+        let outer = hex(&Md5::digest([inner.as_bytes(), b"abcd"].concat()));
+        assert_eq!(inner, "4a0a68b43b6cd5cf266fa02f196e2371");
+        assert_eq!(outer, "c90bcafc0a2b54511742383e34d5dc9d");
+    }
+}
