@@ -66,6 +66,10 @@ fn timed(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // RUST_LOG=cellar_core::restore=debug shows each object and index build with its time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        cellar_core::telemetry::init();
+    }
     let source = TestDb::empty().await;
     let dataset = match &args.sql {
         Some(f) => {
@@ -116,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
         encryption_key: Some(KeyRing::generate_entry()),
         encryption_key_file: None,
         jobs: Some(args.jobs),
-        gzip_level: 1,
+        // The product's default level (CELLAR_GZIP_LEVEL), as users restore.
+        gzip_level: 3,
         split_table_mib: 64,
         files_dir: None,
         pg_dump: "pg_dump".into(),
