@@ -29,7 +29,8 @@ pub enum RetentionCommand {
         #[arg(long, default_value_t = 0)]
         keep_monthly: i32,
     },
-    /// Shows what retention would delete now, and why.
+    /// Shows what retention would delete now, and why. With any policy option, plans as if
+    /// that were the type's policy (needs --type; nothing is saved: see `retention set`).
     Preview {
         /// Only this backup type.
         #[arg(long = "type")]
@@ -37,6 +38,21 @@ pub enum RetentionCommand {
         /// Also list the backups it keeps.
         #[arg(long)]
         all: bool,
+        /// Proposed: keep at most this many per source.
+        #[arg(long)]
+        max_count: Option<i32>,
+        /// Proposed: keep for at most this many days.
+        #[arg(long)]
+        max_age_days: Option<i32>,
+        /// Proposed: also keep the newest backup of each of the latest N days.
+        #[arg(long)]
+        keep_daily: Option<i32>,
+        /// Proposed: ... of each of the latest N ISO weeks.
+        #[arg(long)]
+        keep_weekly: Option<i32>,
+        /// Proposed: ... of each of the latest N months.
+        #[arg(long)]
+        keep_monthly: Option<i32>,
     },
 }
 
@@ -90,11 +106,43 @@ pub async fn run(api: &Api, cmd: RetentionCommand, json_out: bool) -> Result<(),
                 println!("{}", policy_line(&p));
             }
         }
-        RetentionCommand::Preview { backup_type, all } => {
-            let q = "query($t: BackupType) { retentionPreview(backupType: $t) { backupId \
-                     backupType source status createdAt delete reason } }";
+        RetentionCommand::Preview {
+            backup_type,
+            all,
+            max_count,
+            max_age_days,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+        } => {
+            let q = "query($t: BackupType, $p: RetentionPolicyInput) { retentionPreview(\
+                     backupType: $t, policy: $p) { backupId backupType source status createdAt \
+                     delete reason } }";
             let t = backup_type.map(|t| t.to_ascii_uppercase());
-            let rows = api.request(q, json!({ "t": t })).await?["retentionPreview"].clone();
+            let proposed = [
+                max_count,
+                max_age_days,
+                keep_daily,
+                keep_weekly,
+                keep_monthly,
+            ]
+            .iter()
+            .any(Option::is_some);
+            let policy = match (proposed, &t) {
+                (false, _) => Value::Null,
+                (true, None) => {
+                    return Err(CliError::Usage(
+                        "a proposed policy (--max-count, --max-age-days, --keep-*) applies to \
+                         one backup type: add --type"
+                            .into(),
+                    ));
+                }
+                (true, Some(t)) => json!({"backupType": t, "maxCount": max_count,
+                    "maxAgeDays": max_age_days, "keepDaily": keep_daily.unwrap_or(0),
+                    "keepWeekly": keep_weekly.unwrap_or(0), "keepMonthly": keep_monthly.unwrap_or(0)}),
+            };
+            let vars = json!({ "t": t, "p": policy });
+            let rows = api.request(q, vars).await?["retentionPreview"].clone();
             if json_out {
                 println!("{rows}");
                 return Ok(());
@@ -119,7 +167,12 @@ pub async fn run(api: &Api, cmd: RetentionCommand, json_out: bool) -> Result<(),
                     r["reason"].as_str().unwrap_or("")
                 );
             }
-            println!("{doomed} of {} backups would be deleted", rows.len());
+            let with = if proposed {
+                " under the proposed policy (not saved)"
+            } else {
+                ""
+            };
+            println!("{doomed} of {} backups would be deleted{with}", rows.len());
         }
     }
     Ok(())

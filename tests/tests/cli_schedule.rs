@@ -121,6 +121,37 @@ async fn schedule_retention_and_pin_commands() {
         "{out}"
     );
 
+    // A proposed policy: planned, shown, not saved.
+    let (code, out, _) = cellar(
+        &api,
+        &api.viewer,
+        &[
+            "retention",
+            "preview",
+            "--type",
+            "daily",
+            "--max-count",
+            "5",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("0 of 2 backups would be deleted under the proposed policy"),
+        "{out}"
+    );
+    let (code, _, err) = cellar(
+        &api,
+        &api.viewer,
+        &["retention", "preview", "--max-count", "5"],
+    );
+    assert_eq!(code, 2, "a proposed policy needs its type");
+    assert!(err.contains("--type"), "{err}");
+    let (_, out, _) = cellar(&api, &api.viewer, &["retention", "show"]);
+    assert!(
+        out.contains("daily    maxCount 1 "),
+        "the saved policy is unchanged: {out}"
+    );
+
     let (code, out, _) = cellar(&api, &api.operator, &["backup", "pin", older.as_str()]);
     assert_eq!(code, 0);
     assert!(out.contains("pinned"), "{out}");
