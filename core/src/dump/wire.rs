@@ -49,7 +49,7 @@ pub enum WireError {
     Io(#[from] io::Error),
     /// The server answered with an ErrorResponse.
     #[error("{0}")]
-    Server(ServerError),
+    Server(Box<ServerError>),
     /// Login failed on our side (unsupported method, SCRAM check).
     #[error("authentication failed: {0}")]
     Auth(String),
@@ -275,7 +275,7 @@ impl WireConn {
                         }
                     }
                 }
-                b'E' => return Err(WireError::Server(parse_error(&msg.body))),
+                b'E' => return Err(WireError::Server(Box::new(parse_error(&msg.body)))),
                 b'K' | b'S' | b'N' => {}
                 b'Z' => return Ok(()),
                 other => {
@@ -298,7 +298,7 @@ impl WireConn {
         loop {
             let msg = self.recv().await?;
             match msg.tag {
-                b'Z' => return error.map_or(Ok(()), |e| Err(WireError::Server(e))),
+                b'Z' => return error.map_or(Ok(()), |e| Err(WireError::Server(Box::new(e)))),
                 b'E' => error = error.or(Some(parse_error(&msg.body))),
                 b'C' | b'T' | b'D' | b'I' | b'N' | b'S' | b'A' => {}
                 b'G' | b'H' | b'W' => {
@@ -327,7 +327,7 @@ impl WireConn {
                 b'E' => error = error.or(Some(parse_error(&msg.body))),
                 b'Z' => {
                     return Err(match error {
-                        Some(e) => WireError::Server(e),
+                        Some(e) => WireError::Server(Box::new(e)),
                         None => unexpected("no COPY started"),
                     });
                 }
@@ -389,7 +389,7 @@ impl WireConn {
                     b'E' => state.error = state.error.or(Some(parse_error(&body))),
                     b'Z' => {
                         return match state.error {
-                            Some(e) => Err(WireError::Server(e)),
+                            Some(e) => Err(WireError::Server(Box::new(e))),
                             None => Ok(false),
                         };
                     }
@@ -409,7 +409,9 @@ impl WireConn {
             match self.socket.read_buf(&mut self.rbuf).await {
                 Ok(0) | Err(_) if state.error.is_some() => {
                     // A FATAL error (a terminated backend) closes the socket after the message.
-                    return Err(WireError::Server(state.error.take().expect("checked")));
+                    return Err(WireError::Server(Box::new(
+                        state.error.take().expect("checked"),
+                    )));
                 }
                 Ok(0) => return Err(closed()),
                 Ok(_) => {}

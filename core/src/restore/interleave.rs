@@ -145,7 +145,7 @@ impl<'p> Scheduler<'p> {
             && e.after.iter().all(|d| s.ran.contains(d))
             && e.tables.iter().all(|t| match s.busy.get(t) {
                 None => true,
-                Some(&(shared, excl)) => !excl && !(exclusive(e) && shared > 0),
+                Some(&(shared, excl)) => !(excl || (exclusive(e) && shared > 0)),
             })
     }
 
