@@ -356,8 +356,12 @@ impl WireConn {
                 self.rbuf.advance(n);
                 state.pending -= n;
             }
-            // Whole messages from the buffer, until `out` is full.
-            while state.pending == 0 && self.rbuf.len() >= 5 && out.len() < limit {
+            // Whole messages from the buffer, until `out` is full (after an error, to the end:
+            // ReadyForQuery is already on its way and nothing else will come).
+            while state.pending == 0
+                && self.rbuf.len() >= 5
+                && (out.len() < limit || state.error.is_some())
+            {
                 let tag = self.rbuf[0];
                 let len =
                     u32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]])
