@@ -1,12 +1,17 @@
 //! `/metrics`: a token is needed, the exposition parses line by line (HELP and TYPE once per
-//! family, before its samples; valid names, labels and values), and counters move when a
-//! backup finishes.
+//! family, before its samples; valid names, labels and values), counters move when a backup
+//! finishes and not when one is deleted, the verification gauge follows re-verification, and
+//! restores and live workers are counted.
 
 mod api_common;
 
 use std::collections::{HashMap, HashSet};
 
 use api_common::Api;
+use cellar_core::backup::catalog::{self, BackupRequest};
+use cellar_core::backup::{BackupId, BackupType, delete};
+use cellar_core::health::workers;
+use serde_json::json;
 
 /// Checks every line of a text exposition (format 0.0.4) and returns the samples, keyed by
 /// `name{labels}` as written.
@@ -196,6 +201,157 @@ async fn metrics_need_a_token_parse_and_count_backups() {
     let third = parse(&scrape(&api, Some(&api.viewer)).await.2);
     assert_eq!(third[ok], 2.0);
     drop(id);
+}
+
+/// A failed daily backup of the test source, as a worker leaves one.
+async fn failed_backup(api: &Api) -> BackupId {
+    let req = BackupRequest {
+        backup_type: Some(BackupType::Daily),
+        source: api_common::SOURCE.into(),
+        ..Default::default()
+    };
+    let (id, _) = catalog::create(&api.pool, &req).await.unwrap();
+    catalog::mark_running(&api.pool, &id).await.unwrap();
+    catalog::mark_failed(&api.pool, &id, "source unreachable")
+        .await
+        .unwrap();
+    id
+}
+
+async fn samples(api: &Api) -> (HashMap<String, f64>, String) {
+    let (status, _, text) = scrape(api, Some(&api.viewer)).await;
+    assert_eq!(status, 200, "{text}");
+    (parse(&text), text)
+}
+
+/// The series a deletion must not move: outcomes, bytes, and the duration histogram.
+const COUNTERS: [&str; 5] = [
+    r#"cellar_backups_total{type="daily",outcome="success"}"#,
+    r#"cellar_backups_total{type="daily",outcome="failure"}"#,
+    r#"cellar_backup_plain_bytes_total{type="daily"}"#,
+    r#"cellar_backup_stored_bytes_total{type="daily"}"#,
+    r#"cellar_backup_duration_seconds_count{type="daily"}"#,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_backups_moves_no_counter() {
+    let api = Api::start().await;
+    let ok = api.completed_backup().await;
+    let failed = failed_backup(&api).await;
+    let (before, text) = samples(&api).await;
+    let values: Vec<f64> = COUNTERS.iter().map(|c| before[*c]).collect();
+    assert_eq!(values, [1.0, 1.0, 1000.0, 500.0, 1.0], "{text}");
+
+    // Retention (or a person) deletes the failed backup, then the completed one.
+    delete::mark_deleted(&api.pool, &failed).await.unwrap();
+    let (after, text) = samples(&api).await;
+    for c in COUNTERS {
+        assert_eq!(
+            after[c], before[c],
+            "{c} moved after deleting a failed backup:\n{text}"
+        );
+    }
+    delete::mark_deleted(&api.pool, &ok).await.unwrap();
+    let (after, text) = samples(&api).await;
+    for c in COUNTERS {
+        assert_eq!(
+            after[c], before[c],
+            "{c} moved after deleting a completed backup:\n{text}"
+        );
+    }
+    // What is held is a gauge and does go down.
+    assert_eq!(after[r#"cellar_storage_used_bytes{location="local"}"#], 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_failing_verification_is_a_gauge_that_follows_re_verification() {
+    let api = Api::start().await;
+    let id = api.completed_backup().await;
+    let gauge = r#"cellar_backups_failing_verification{type="daily"}"#;
+    let (s, text) = samples(&api).await;
+    assert!(
+        text.contains("# TYPE cellar_backups_failing_verification gauge\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("cellar_verification_failures_total"),
+        "{text}"
+    );
+    assert_eq!(s[gauge], 0.0, "never verified");
+
+    let verify = |status: &'static str| {
+        let (pool, id) = (api.pool.clone(), id.clone());
+        async move {
+            catalog::set_verification(&pool, &id, &json!({ "status": status }))
+                .await
+                .unwrap()
+        }
+    };
+    verify("invalid").await;
+    assert_eq!(samples(&api).await.0[gauge], 1.0);
+    // A re-verification that passes: the backup is no longer failing.
+    verify("valid").await;
+    assert_eq!(samples(&api).await.0[gauge], 0.0);
+    // Failing again, then deleted: no longer held, so not counted.
+    verify("invalid").await;
+    assert_eq!(samples(&api).await.0[gauge], 1.0);
+    delete::mark_deleted(&api.pool, &id).await.unwrap();
+    assert_eq!(samples(&api).await.0[gauge], 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_by_type_and_outcome_and_live_workers_are_counted() {
+    let api = Api::start().await;
+    let id = api.completed_backup().await;
+    // Finished restores as a worker leaves them (two seconds each), plus one still pending.
+    sqlx::query(
+        "INSERT INTO restore (backup_id, source, target_database, tables, state, started_at,
+                              completed_at, error)
+         SELECT $1, 'src', 'target_' || n, tables, state::restore_state,
+                now() - interval '2 seconds', now(), error
+         FROM (VALUES (1, NULL, 'completed', NULL), (2, NULL, 'failed', 'boom'),
+                      (3, '{public.t}'::text[], 'completed', NULL),
+                      (4, '{public.t}'::text[], 'completed', NULL),
+                      (5, NULL, 'pending', NULL)) AS v (n, tables, state, error)",
+    )
+    .bind(id.as_str())
+    .execute(&api.pool)
+    .await
+    .unwrap();
+    let w = workers::Announce::this_process(
+        uuid::Uuid::new_v4(),
+        vec!["restore".into()],
+        30.0,
+        json!({}),
+    );
+    workers::announce(&api.pool, &w).await.unwrap();
+
+    let (s, text) = samples(&api).await;
+    let restores = |t: &str, outcome: &str| {
+        s[&format!(r#"cellar_restores_total{{type="{t}",outcome="{outcome}"}}"#)]
+    };
+    assert_eq!(restores("full", "success"), 1.0, "{text}");
+    assert_eq!(restores("full", "failure"), 1.0);
+    assert_eq!(restores("tables", "success"), 2.0);
+    assert_eq!(restores("tables", "failure"), 0.0);
+    // Durations of completed restores only.
+    assert_eq!(
+        s[r#"cellar_restore_duration_seconds_count{type="full"}"#],
+        1.0
+    );
+    assert_eq!(
+        s[r#"cellar_restore_duration_seconds_count{type="tables"}"#],
+        2.0
+    );
+    assert_eq!(
+        s[r#"cellar_restore_duration_seconds_bucket{type="tables",le="1"}"#],
+        0.0
+    );
+    assert_eq!(
+        s[r#"cellar_restore_duration_seconds_bucket{type="tables",le="5"}"#],
+        2.0
+    );
+    assert_eq!(s["cellar_workers_live"], 1.0);
 }
 
 #[test]

@@ -78,22 +78,72 @@ pub async fn render(pool: &PgPool, now: DateTime<Utc>) -> Result<String, sqlx::E
     Ok(e.finish())
 }
 
+// The two outcomes of a finished backup, shared by every query that counts them. A deleted row
+// keeps its `error` (only `mark_failed` sets it, `mark_running` clears it, `mark_deleted` leaves
+// it alone), so a deleted backup without an error had completed and one with an error had
+// failed: deleting a backup moves no counter. Macros, so the statements stay `&'static str`.
+macro_rules! succeeded {
+    () => {
+        "(state = 'completed' OR (state = 'deleted' AND error IS NULL))"
+    };
+}
+macro_rules! failed {
+    () => {
+        "(state = 'failed' OR (state = 'deleted' AND error IS NOT NULL))"
+    };
+}
+
+/// One row of the per-type backup aggregates.
+#[derive(sqlx::FromRow)]
+struct BackupCounts {
+    t: BackupType,
+    ok: i64,
+    failed: i64,
+    plain: f64,
+    stored: f64,
+    failing_verification: i64,
+}
+
+/// Per backup type: outcomes, bytes of successes, and backups still held whose latest
+/// verification failed. Not `query!`: the outcome predicates are shared (see `succeeded!`).
+const BACKUP_COUNTS: &str = concat!(
+    "SELECT backup_type AS t,
+            count(*) FILTER (WHERE ",
+    succeeded!(),
+    ") AS ok,
+            count(*) FILTER (WHERE ",
+    failed!(),
+    ") AS failed,
+            coalesce(sum(plain_bytes) FILTER (WHERE ",
+    succeeded!(),
+    "), 0)::float8 AS plain,
+            coalesce(sum(stored_bytes) FILTER (WHERE ",
+    succeeded!(),
+    "), 0)::float8 AS stored,
+            count(*) FILTER (WHERE state = 'completed'
+                             AND verification->>'status' = 'invalid') AS failing_verification
+     FROM backup GROUP BY 1 ORDER BY 1"
+);
+
+/// The duration histogram of successful backups, per type and bucket bound `$1`.
+const BACKUP_BUCKETS: &str = concat!(
+    "SELECT backup_type::text, le,
+            count(*) FILTER (WHERE EXTRACT(EPOCH FROM completed_at - started_at) <= le),
+            count(*),
+            coalesce(sum(EXTRACT(EPOCH FROM completed_at - started_at)), 0)::float8
+     FROM backup CROSS JOIN unnest($1::float8[]) AS le
+     WHERE ",
+    succeeded!(),
+    " AND started_at IS NOT NULL AND completed_at IS NOT NULL
+     GROUP BY 1, 2 ORDER BY 1, 2"
+);
+
 async fn backups(pool: &PgPool, e: &mut Exposition) -> Result<(), sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"SELECT backup_type AS "t!: BackupType",
-                  count(*) FILTER (WHERE state IN ('completed', 'deleted')) AS "ok!",
-                  count(*) FILTER (WHERE state = 'failed') AS "failed!",
-                  coalesce(sum(plain_bytes) FILTER (WHERE state IN ('completed', 'deleted')), 0)::float8 AS "plain!",
-                  coalesce(sum(stored_bytes) FILTER (WHERE state IN ('completed', 'deleted')), 0)::float8 AS "stored!",
-                  count(*) FILTER (WHERE verification->>'status' = 'invalid') AS "invalid!"
-           FROM backup GROUP BY 1 ORDER BY 1"#
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<BackupCounts> = sqlx::query_as(BACKUP_COUNTS).fetch_all(pool).await?;
     e.family(
         "cellar_backups_total",
         "counter",
-        "Backups finished, by type and outcome.",
+        "Backups finished, by type and outcome (deleting a backup changes neither).",
     );
     for r in &rows {
         e.sample(
@@ -132,34 +182,22 @@ async fn backups(pool: &PgPool, e: &mut Exposition) -> Result<(), sqlx::Error> {
         );
     }
     e.family(
-        "cellar_verification_failures_total",
-        "counter",
-        "Backups whose latest verification failed.",
+        "cellar_backups_failing_verification",
+        "gauge",
+        "Backups held whose latest verification failed (a passing re-verification or a \
+         deletion lowers it).",
     );
     for r in &rows {
         e.sample(
-            "cellar_verification_failures_total",
+            "cellar_backups_failing_verification",
             &[("type", r.t.as_str())],
-            r.invalid as f64,
+            r.failing_verification as f64,
         );
     }
-    let buckets = sqlx::query!(
-        r#"SELECT backup_type::text AS "t!", le AS "le!",
-                  count(*) FILTER (WHERE EXTRACT(EPOCH FROM completed_at - started_at) <= le) AS "n!",
-                  count(*) AS "count!",
-                  coalesce(sum(EXTRACT(EPOCH FROM completed_at - started_at)), 0)::float8 AS "sum!"
-           FROM backup CROSS JOIN unnest($1::float8[]) AS le
-           WHERE state IN ('completed', 'deleted') AND started_at IS NOT NULL
-             AND completed_at IS NOT NULL
-           GROUP BY 1, 2 ORDER BY 1, 2"#,
-        &DURATION_BUCKETS[..]
-    )
-    .fetch_all(pool)
-    .await?;
-    let rows: Vec<_> = buckets
-        .into_iter()
-        .map(|r| (r.t, r.le, r.n, r.count, r.sum))
-        .collect();
+    let rows: Vec<(String, f64, i64, i64, f64)> = sqlx::query_as(BACKUP_BUCKETS)
+        .bind(&DURATION_BUCKETS[..])
+        .fetch_all(pool)
+        .await?;
     histogram(
         e,
         "cellar_backup_duration_seconds",
