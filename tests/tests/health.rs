@@ -1,7 +1,7 @@
 //! Health judged from a real catalog with a controllable clock: critical when backups stop,
-//! warnings for a failure streak, a low verification rate and waiting jobs without a live
-//! worker, healthy after a fresh verified backup; error when the catalog cannot be read; the
-//! worker registry follows a real worker's life.
+//! warnings for a failure streak, a low verification rate, waiting jobs without a live worker
+//! and a stalled queue, healthy after a fresh verified backup; error when the catalog cannot be
+//! read; the worker registry follows a real worker's life.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,6 +241,48 @@ async fn waiting_jobs_without_a_live_worker_warn() {
     // A graceful stop ends liveness at once.
     workers::stopped(&pool, w.id).await.unwrap();
     assert_eq!(codes(&judge(&pool, Utc::now()).await), ["NO_LIVE_WORKER"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_over_fifteen_minutes_with_a_live_worker_is_a_stalled_queue() {
+    let (_db, pool) = TestDb::catalog().await;
+    backup(&pool, true, None).await;
+    // An hour's lease: the worker stays live for three hours of the test's clock.
+    let w = workers::Announce::this_process(
+        uuid::Uuid::new_v4(),
+        vec!["backup".into()],
+        3600.0,
+        json!({}),
+    );
+    workers::announce(&pool, &w).await.unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    let job = queue::enqueue(&mut c, &NewJob::new("ping", json!({})))
+        .await
+        .unwrap();
+    let r = judge(&pool, later(14)).await;
+    assert_eq!(
+        r.status,
+        Status::Healthy,
+        "14 minutes is not stalled: {:?}",
+        r.reasons
+    );
+    let r = judge(&pool, later(16)).await;
+    assert_eq!(r.status, Status::Warning);
+    assert_eq!(codes(&r), ["QUEUE_STALLED"]);
+    assert_eq!(r.facts.as_ref().unwrap().live_workers().len(), 1);
+    assert!(
+        r.reasons[0].message.contains("waited 16 minutes"),
+        "{:?}",
+        r.reasons
+    );
+    // The threshold is a rule: tightened, the same queue is stalled sooner.
+    let mut tight = inputs();
+    tight.rules.queue_stalled_after = chrono::Duration::minutes(5);
+    let r = health::check(&pool, later(6), &tight).await;
+    assert_eq!(codes(&r), ["QUEUE_STALLED"]);
+    // Once the job leaves the queue (cancelled here), nothing waits: healthy again.
+    queue::cancel(&mut c, job.id).await.unwrap();
+    assert_eq!(judge(&pool, later(16)).await.status, Status::Healthy);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
