@@ -2,11 +2,14 @@
 //! simulated week fire each due time exactly once; a down period fires only the latest missed
 //! time; a disabled schedule fires nothing; daylight saving time is handled as documented.
 
+use std::sync::Arc;
+
 use cellar_core::backup::BackupType;
 use cellar_core::schedule::{self, RawSchedule, ScheduleInput, catalog};
 use cellar_tests::TestDb;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::PgPool;
+use tokio::sync::Barrier;
 
 fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
@@ -32,7 +35,9 @@ async fn backup_jobs(pool: &PgPool) -> i64 {
 }
 
 /// Ticks from `from` to `to` in `step`s, as `workers` concurrent workers whose clocks differ
-/// by a few seconds.
+/// by a few seconds. A barrier per step makes them contend: all tick the same fire time at
+/// once, so none can run ahead and claim every fire alone. (Every worker waits at every step,
+/// even once its fast clock has passed `to`, so the barrier always fills.)
 async fn run_workers(
     pool: &PgPool,
     workers: i64,
@@ -40,13 +45,17 @@ async fn run_workers(
     to: DateTime<Utc>,
     step: Duration,
 ) {
+    let steps = (to - from).num_seconds() / step.num_seconds() + 1;
+    let barrier = Arc::new(Barrier::new(workers as usize));
     let tasks = (0..workers).map(|k| {
-        let pool = pool.clone();
+        let (pool, barrier) = (pool.clone(), Arc::clone(&barrier));
         tokio::spawn(async move {
-            let mut now = from + Duration::seconds(k * 7);
-            while now <= to {
-                schedule::tick(&pool, now, "app").await.unwrap();
-                now += step;
+            for i in 0..steps {
+                let now = from + step * i as i32 + Duration::seconds(k * 7);
+                barrier.wait().await;
+                if now <= to {
+                    schedule::tick(&pool, now, "app").await.unwrap();
+                }
             }
         })
     });
