@@ -1,6 +1,7 @@
 //! Retention against real backups: the preview names exactly what the policy deletes (never
 //! the newest verified, a pinned, or a restore's backup); applying it through the worker
-//! enqueues the deletes, they run, the objects are gone and the audit trail lists each.
+//! enqueues the deletes, they run, the objects are gone and the audit trail lists each; every
+//! completed backup enqueues a pass by itself.
 
 mod restore_support;
 
@@ -170,4 +171,52 @@ async fn periodic_retention_is_enqueued_once_per_period_by_any_number_of_ticks()
         .await
         .unwrap();
     assert_eq!(n, 1);
+}
+
+/// Each `retention` job, oldest first: its state, and whether it was created after the newest
+/// backup before it had completed.
+async fn retention_passes(fx: &Fixture) -> Vec<(String, bool)> {
+    sqlx::query_as(
+        "SELECT j.state::text, j.created_at >= (SELECT max(completed_at) FROM backup
+                                                WHERE created_at < j.created_at)
+         FROM job j WHERE j.kind = 'retention' ORDER BY j.id",
+    )
+    .fetch_all(&fx.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_completed_backup_enqueues_a_retention_pass() {
+    let source = TestDb::empty().await;
+    psql(&source, "CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let fx = Fixture::new(source).await;
+    let policy = Policy {
+        backup_type: BackupType::Daily,
+        max_count: Some(1),
+        max_age_days: None,
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+    };
+    store::set_policy(&fx.pool, &policy).await.unwrap();
+    // Nobody asks for retention here: the backup job itself enqueues the pass.
+    let first = daily_backup(&fx).await;
+    assert_eq!(retention_passes(&fx).await, [("completed".into(), true)]);
+    assert_eq!(
+        fx.backup_state(first.as_str()).await,
+        BackupState::Completed
+    );
+
+    // The second backup's pass applies the policy (keep 1): the first goes.
+    let second = daily_backup(&fx).await;
+    assert_eq!(
+        retention_passes(&fx).await,
+        [("completed".into(), true), ("completed".into(), true)]
+    );
+    assert_eq!(fx.backup_state(first.as_str()).await, BackupState::Deleted);
+    assert_eq!(
+        fx.backup_state(second.as_str()).await,
+        BackupState::Completed
+    );
 }
