@@ -10,7 +10,7 @@ import { bytes, duration, el, fill, pill, secondsBetween, shortId, showError, ta
 const LIST = `query($type: BackupType, $after: String) {
   backups(type: $type, limit: 50, after: $after) {
     nodes {
-      id backupType status source createdAt completedAt error pinned
+      id backupType status source createdAt completedAt error pinned includeFiles
       sizes { storedBytes plainBytes }
       verification { status level }
       storage { localAvailable driveAvailable }

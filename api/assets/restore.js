@@ -28,10 +28,15 @@ export async function restoreDialog(b) {
     };
     const safety = el('input', { type: 'checkbox', name: 'safety', id: 'restore-safety', checked: true, onchange: explain });
     target.addEventListener('input', explain);
+    const files = b.includeFiles
+      ? [field('Also restore the attached files', el('input', { type: 'checkbox', name: 'files', id: 'restore-files' }),
+        'Replaces the content of the workers\' CELLAR_FILES_DIR with the files of this backup.')]
+      : [];
     form.append(
       field('Target database', target, `Empty: the backup's own source (${b.source}). Another name is created when missing.`),
       field('Tables', el('input', { name: 'tables', id: 'restore-tables', placeholder: 'all tables' }),
         'Only these tables (schema.name, comma-separated); empty for the whole database.'),
+      ...files,
       field('Take a safety backup first', safety),
       warning,
       field('Type the target database name to confirm', typed));
@@ -45,6 +50,7 @@ export async function restoreDialog(b) {
     tables: tables.length ? tables : null,
     confirmRestore: data.get('confirm').trim() === targetName(data, b),
     createSafetyBackup: data.has('safety'),
+    restoreFiles: data.has('files'),
   };
   if (!input.confirmRestore) {
     toast('Restore not started: the typed name did not match the target database.', true);

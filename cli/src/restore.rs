@@ -27,6 +27,10 @@ pub struct RestoreArgs {
     /// Let a table restore commit even if foreign keys would then point nowhere.
     #[arg(long = "accept-broken-references")]
     pub accept_broken_references: bool,
+    /// Also put the backup's files archive back into the workers' CELLAR_FILES_DIR, replacing
+    /// its content (the backup must include files).
+    #[arg(long)]
+    pub files: bool,
     /// Follow the job to its end; exit 1 unless the restore completed.
     #[arg(long)]
     pub wait: bool,
@@ -44,6 +48,7 @@ pub async fn restore(api: &Api, a: RestoreArgs, json_out: bool) -> Result<(), Cl
         "confirmRestore": a.yes,
         "createSafetyBackup": !a.no_safety_backup,
         "acceptBrokenReferences": a.accept_broken_references,
+        "restoreFiles": a.files,
     });
     let q = format!("{RESTORE}{JOB_FIELDS} }} }}");
     let job = api.request(&q, json!({ "input": input })).await?["restoreBackup"].clone();

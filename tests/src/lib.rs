@@ -153,3 +153,31 @@ pub fn backup_settings(
         pg_dump: "pg_dump".into(),
     }
 }
+
+/// What a files directory holds: every path (relative, `.cellar-*` work directories included)
+/// with its content (`None` for a directory) and permission bits. Equal trees are equal
+/// directories for the files restore tests.
+pub fn file_tree(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<String, (Option<Vec<u8>>, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for e in std::fs::read_dir(&at).expect("read_dir") {
+            let p = e.expect("dir entry").path();
+            let rel = p
+                .strip_prefix(dir)
+                .expect("inside")
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&p).expect("metadata");
+            let content = (!meta.is_dir()).then(|| std::fs::read(&p).expect("read"));
+            out.insert(rel, (content, meta.mode() & 0o777));
+            if meta.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}

@@ -18,7 +18,7 @@ use cellar_core::queue::{JobRow, JobState};
 use cellar_core::restore::{RestoreRequest, RestoreState, catalog as restores};
 use cellar_tests::chaos::{self, Tally, fingerprint};
 use cellar_tests::rig::{self, Rig};
-use cellar_tests::{TestDb, psql_admin, wait_for};
+use cellar_tests::{TestDb, file_tree, psql_admin, wait_for};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -68,6 +68,7 @@ async fn new_backup(rig: &Rig, verify: bool) -> (BackupId, i64) {
     let req = BackupRequest {
         source: "src".into(),
         verify,
+        include_files: true,
         ..Default::default()
     };
     let (id, job) = catalog::create(&rig.pool, &req).await.unwrap();
@@ -100,6 +101,7 @@ async fn sigkilled_backups_verifies_and_restores_end_cleanly() {
     let n = chaos::trials(2);
     let seed = chaos::base_seed("kill");
     let mut rig = Rig::new(rig::source(60_000).await).await;
+    let files = uploads(&mut rig);
     let mut t = Tally::default();
 
     let (id, job) = new_backup(&rig, true).await;
@@ -141,14 +143,17 @@ async fn sigkilled_backups_verifies_and_restores_end_cleanly() {
 
     let mut t = Tally::default();
     let source_print = fingerprint(&rig.source).await;
+    let files_print = file_tree(&files);
     let target = target_db().await;
     let mut window = Duration::ZERO;
     for i in 0..=n {
         let mut rng = chaos::rng(seed, 2000 + i);
         let before = fingerprint(&target).await;
+        let files_before = file_tree(&files);
         let mut req = RestoreRequest::new(first.clone());
         req.target_database = Some(target.name.clone());
         req.confirm = true;
+        req.files = true;
         req.create_safety_backup = i == 0 || rng.gen_bool(0.5);
         let (rid, job) = restores::create(&rig.pool, &req).await.unwrap();
         if i == 0 {
@@ -159,19 +164,65 @@ async fn sigkilled_backups_verifies_and_restores_end_cleanly() {
         }
         let row = restores::get(&rig.pool, rid).await.unwrap().unwrap();
         let after = fingerprint(&target).await;
+        let files_after = file_tree(&files);
         match row.state {
-            RestoreState::Completed => assert_eq!(after, source_print, "completed: {row:?}"),
-            _ => assert_eq!(after, before, "failed restore changed the target: {row:?}"),
+            RestoreState::Completed => {
+                assert_eq!(after, source_print, "completed: {row:?}");
+                assert!(
+                    files_after == files_print,
+                    "completed, files differ: {row:?}"
+                );
+            }
+            _ => {
+                assert_eq!(after, before, "failed restore changed the target: {row:?}");
+                assert!(
+                    files_after == files_before,
+                    "failed restore changed files: {row:?}"
+                );
+            }
         }
         let leftovers = scratch_databases(&target.name).await;
         assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
         t.add(format!("restore {:?}", row.state));
         // The next trial starts from a target that differs from the backup again.
         cellar_tests::rig::scramble(&target).await;
+        scramble_files(&files, i);
     }
     t.report("kill: restore");
 
     no_orphans(&mut rig).await;
+}
+
+/// The app's uploads (`CELLAR_FILES_DIR` of every process): 24 top-level directories, so a
+/// files restore's swap is two dozen renames each way, and ~3 MB to extract.
+fn uploads(rig: &mut Rig) -> std::path::PathBuf {
+    let dir = rig.dir.path().join("uploads");
+    for t in 0..24 {
+        let d = dir.join(format!("tenant-{t:02}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for f in 0..5 {
+            let body: Vec<u8> = (0..20_000u32).map(|i| (i * 31 + t * 7 + f) as u8).collect();
+            std::fs::write(d.join(format!("doc-{f}.pdf")), body).unwrap();
+        }
+    }
+    std::fs::write(dir.join("big.bin"), vec![0xa5; 600_000]).unwrap();
+    rig.extra
+        .push(("CELLAR_FILES_DIR".into(), dir.display().to_string()));
+    dir
+}
+
+/// The uploads change between restore trials, so each restore has something to replace.
+fn scramble_files(dir: &std::path::Path, trial: usize) {
+    std::fs::write(
+        dir.join(format!("tenant-{:02}/doc-0.pdf", trial % 24)),
+        b"edited",
+    )
+    .unwrap();
+    std::fs::write(dir.join(format!("new-{trial}.txt")), b"added").unwrap();
+    let gone = dir.join(format!("tenant-{:02}", (trial + 7) % 24));
+    if gone.exists() {
+        std::fs::remove_dir_all(gone).unwrap();
+    }
 }
 
 /// A database to restore into: the same tables as the source, other rows.

@@ -105,6 +105,10 @@ impl Backup {
     async fn status(&self) -> BackupStatus {
         self.0.state.into()
     }
+    /// Whether it holds an archive of the files directory (restoreFiles can put it back).
+    async fn include_files(&self) -> bool {
+        self.0.include_files
+    }
     /// Pinned: retention never deletes it, and deleteBackup refuses it until unpinned.
     async fn pinned(&self) -> bool {
         self.0.pinned

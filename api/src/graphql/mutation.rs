@@ -65,6 +65,11 @@ pub struct RestoreBackupInput {
     /// such a restore is rolled back, naming the constraint).
     #[graphql(default)]
     pub accept_broken_references: bool,
+    /// Also put the backup's files archive back into the workers' `CELLAR_FILES_DIR`,
+    /// replacing its content (default false). The backup must include files; the safety
+    /// backup then includes the current files.
+    #[graphql(default)]
+    pub restore_files: bool,
 }
 
 impl From<RestoreBackupInput> for RestoreInput {
@@ -76,6 +81,7 @@ impl From<RestoreBackupInput> for RestoreInput {
             confirm_restore: i.confirm_restore,
             create_safety_backup: i.create_safety_backup,
             accept_broken_references: i.accept_broken_references,
+            restore_files: i.restore_files,
         }
     }
 }

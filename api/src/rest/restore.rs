@@ -24,6 +24,7 @@ pub struct RestoreBody {
     confirm_restore: bool,
     create_safety_backup: Option<bool>,
     accept_broken_references: bool,
+    restore_files: bool,
 }
 
 /// Enqueues the restore; 202 with the job id.
@@ -45,6 +46,7 @@ pub async fn post(
         confirm_restore: b.confirm_restore,
         create_safety_backup: b.create_safety_backup.unwrap_or(true),
         accept_broken_references: b.accept_broken_references,
+        restore_files: b.restore_files,
     };
     let job = s.services.restore_backup(&who, input).await?;
     Ok((

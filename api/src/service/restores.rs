@@ -26,6 +26,8 @@ pub struct RestoreInput {
     pub create_safety_backup: bool,
     /// Let a table restore commit with foreign keys left pointing nowhere.
     pub accept_broken_references: bool,
+    /// Also restore the files archive into `CELLAR_FILES_DIR`.
+    pub restore_files: bool,
 }
 
 impl Services {
@@ -53,6 +55,7 @@ impl Services {
             req.confirm = true;
             req.create_safety_backup = input.create_safety_backup;
             req.accept_broken_references = input.accept_broken_references;
+            req.files = input.restore_files;
             let (_, job) = catalog::create(&self.pool, &req).await?;
             Ok((queue::get(&self.pool, job.id).await?, Some(job.id)))
         })

@@ -3,7 +3,8 @@
 //!
 //! Regular files and directories are archived with paths relative to the directory, in sorted
 //! order; symlinks and special files are skipped and reported (a restore must never be able to
-//! write outside its target through a link).
+//! write outside its target through a link). Top-level `.cellar-*` directories belong to a files
+//! restore in progress ([`crate::restore::files`]) and are not archived.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,10 @@ fn walk(
         .map_err(io_err)?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
+        if rel.as_os_str().is_empty() && crate::restore::files::is_work_dir(&e.file_name()) {
+            // A files restore's work directory (left by an interrupted one): not the app's.
+            continue;
+        }
         let path = rel.join(e.file_name());
         let kind = e.file_type().map_err(io_err)?;
         if kind.is_dir() {

@@ -57,6 +57,9 @@ pub struct RestoreRequest {
     pub create_safety_backup: bool,
     /// Let a table restore commit even if foreign keys would point nowhere (default false).
     pub accept_broken_references: bool,
+    /// Also put the backup's files archive into `CELLAR_FILES_DIR`, replacing its content
+    /// (default false). The backup must include files.
+    pub files: bool,
 }
 
 impl RestoreRequest {
@@ -70,6 +73,7 @@ impl RestoreRequest {
             confirm: false,
             create_safety_backup: true,
             accept_broken_references: false,
+            files: false,
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct RestoreRow {
     pub confirmed: bool,
     pub create_safety_backup: bool,
     pub accept_broken_references: bool,
+    /// The files archive is restored too.
+    pub files: bool,
     pub safety_backup_id: Option<String>,
     pub rollback_of: Option<i64>,
     pub state: RestoreState,
@@ -157,6 +163,11 @@ pub async fn rollback(pool: &PgPool, id: RestoreId) -> Result<(RestoreId, Enqueu
     req.tables = row.tables;
     req.confirm = true;
     req.accept_broken_references = row.accept_broken_references;
+    // The files come back too if they were restored and the safety backup holds them.
+    req.files = row.files
+        && crate::backup::catalog::get(pool, &req.backup_id)
+            .await?
+            .is_some_and(|b| b.include_files);
     insert(pool, &req, Some(id)).await
 }
 
@@ -167,7 +178,8 @@ async fn insert(
 ) -> Result<(RestoreId, Enqueued), RequestError> {
     let mut tx = pool.begin().await?;
     let backup = sqlx::query!(
-        r#"SELECT state AS "state: BackupState", source, database_name, requested_tables, tables
+        r#"SELECT state AS "state: BackupState", source, database_name, requested_tables, tables,
+                  include_files
            FROM backup WHERE id = $1 FOR SHARE"#,
         req.backup_id.as_str()
     )
@@ -178,6 +190,13 @@ async fn insert(
         return Err(RequestError::Invalid(format!(
             "backup {} is {:?}: only completed backups can be restored",
             req.backup_id, backup.state
+        )));
+    }
+    if req.files && !backup.include_files {
+        return Err(RequestError::Invalid(format!(
+            "backup {} holds no files archive (it was taken without includeFiles): restore it \
+             without restoreFiles",
+            req.backup_id
         )));
     }
     let source = req.source.clone().unwrap_or(backup.source);
@@ -212,8 +231,9 @@ async fn insert(
     }
     let id = sqlx::query_scalar!(
         r#"INSERT INTO restore (backup_id, source, target_database, tables, confirmed,
-                                create_safety_backup, accept_broken_references, rollback_of)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"#,
+                                create_safety_backup, accept_broken_references, rollback_of,
+                                files)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"#,
         req.backup_id.as_str(),
         source,
         target,
@@ -222,6 +242,7 @@ async fn insert(
         req.create_safety_backup,
         req.accept_broken_references,
         rollback_of.map(|r| r.0),
+        req.files,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -259,7 +280,7 @@ pub async fn get(pool: &PgPool, id: RestoreId) -> Result<Option<RestoreRow>, sql
     sqlx::query_as!(
         RestoreRow,
         r#"SELECT id, backup_id, source, target_database, tables, confirmed, create_safety_backup,
-                  accept_broken_references, safety_backup_id, rollback_of,
+                  accept_broken_references, files, safety_backup_id, rollback_of,
                   state AS "state: RestoreState", job_id, created_at, started_at, completed_at,
                   result, error
            FROM restore WHERE id = $1"#,
@@ -282,7 +303,7 @@ pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<RestoreRow>, sqlx::Er
     sqlx::query_as!(
         RestoreRow,
         r#"SELECT id, backup_id, source, target_database, tables, confirmed, create_safety_backup,
-                  accept_broken_references, safety_backup_id, rollback_of,
+                  accept_broken_references, files, safety_backup_id, rollback_of,
                   state AS "state: RestoreState", job_id, created_at, started_at, completed_at,
                   result, error
            FROM restore ORDER BY created_at DESC, id DESC LIMIT $1"#,

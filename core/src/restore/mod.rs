@@ -26,11 +26,14 @@
 //! - [`drill`]: the restore drill (verify level DRILL): a scratch restore compared table by
 //!   table with the backup, then dropped.
 //! - [`tables`]: selective restore in one transaction; [`integrity`]: its foreign-key check.
+//! - [`files`]: the attached-files archive into `CELLAR_FILES_DIR` (`restoreFiles`), extracted
+//!   aside with every entry confined, then swapped in.
 //! - [`safety`]: the safety backup taken before anything is overwritten.
 //! - [`run`]: the job: all of the above in order, with progress and cancellation.
 
 pub mod catalog;
 pub mod drill;
+pub mod files;
 pub mod full;
 pub mod integrity;
 pub mod interleave;

@@ -6,6 +6,8 @@
 //! look at the target: exists? holds tables? is it Cellar's own catalog? (refuse)
 //! full:   needs confirm if it holds tables; safety backup if it exists; build aside; swap
 //! tables: needs the database and confirm; safety backup of the tables; one transaction
+//! files:  (restoreFiles) the archive extracted aside in CELLAR_FILES_DIR meanwhile, swapped in
+//!         just before the database (full) or just after the rows commit (tables)
 //! record completed (with what was restored) or failed (with why; the target is unchanged)
 //! ```
 
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::load::Meter;
 use super::open::OpenedBackup;
 use super::target::{Server, TargetLock, database_info, has_relations, refuse_catalog};
-use super::{RestoreError, RestoreId, RestoreRow, catalog, full, safety, tables};
+use super::{RestoreError, RestoreId, RestoreRow, catalog, files, full, safety, tables};
 use crate::backup::{BackupEnv, BackupId, Progress, ProgressReport};
 
 /// Runs restore `id` (its row must exist) and records the outcome on it. Returns the result
@@ -92,6 +94,9 @@ async fn locked(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<Value, RestoreError> {
+    if row.files {
+        files::recover_interrupted(env, RestoreId(row.id)).await?;
+    }
     let target = row.target_database.as_str();
     let mut admin = server.maintenance(&[target]).await?;
     let existing = database_info(&mut admin, target).await?;
@@ -145,16 +150,52 @@ impl Job<'_> {
         }
         let target = &self.row.target_database;
         let url = self.server.url(target);
+        // Files restored over a directory that exists are saved first too.
+        let files = self.row.files
+            && self
+                .env
+                .files_dir
+                .as_deref()
+                .is_some_and(std::path::Path::is_dir);
         let taken = safety::take(
             self.env,
             self.id(),
             &url,
             target,
             tables,
+            files,
             self.progress,
             self.cancel,
         );
         Ok(Some(taken.await?))
+    }
+
+    /// A safety backup is of the target database: restoring into a new one, files that are
+    /// there would be replaced unsaved. Refused unless the safety backup was declined.
+    fn refuse_unsaved_files(&self) -> Result<(), RestoreError> {
+        let dir = self.env.files_dir.as_deref();
+        let holds = dir
+            .and_then(|d| std::fs::read_dir(d).ok())
+            .is_some_and(|mut e| e.any(|e| e.is_ok_and(|e| !files::is_work_dir(&e.file_name()))));
+        if self.row.files && self.row.create_safety_backup && holds {
+            return Err(RestoreError::Permanent(format!(
+                "restoreFiles would replace the files in CELLAR_FILES_DIR, but the target \
+                 database {:?} does not exist, so no safety backup can hold them: restore into \
+                 the database the files belong to, or set createSafetyBackup: false; nothing \
+                 was changed",
+                self.row.target_database
+            )));
+        }
+        Ok(())
+    }
+
+    /// Extracts the files archive aside when the restore includes files.
+    async fn stage_files(&self) -> Result<Option<files::Staged>, RestoreError> {
+        if !self.row.files {
+            return Ok(None);
+        }
+        let staged = files::stage(self.env, self.backup, self.id());
+        Ok(Some(cancellable(self.cancel, staged).await?))
     }
 
     async fn full(
@@ -171,7 +212,10 @@ impl Job<'_> {
         }
         let safety = match existing {
             Some(_) => self.safety(None).await?,
-            None => None,
+            None => {
+                self.refuse_unsaved_files()?;
+                None
+            }
         };
         let meter = self.meter();
         let scratch = full::scratch_name(target, self.id());
@@ -183,23 +227,36 @@ impl Job<'_> {
             &scratch,
             &meter,
         );
-        let mut done = cancellable(self.cancel, build).await;
+        // The files archive is extracted aside while the database is built aside.
+        let (built, staged) = tokio::join!(cancellable(self.cancel, build), self.stage_files());
+        let mut done = staged.and_then(|s| built.map(|rows| (rows, s)));
+        let mut swapped = None;
+        if let Ok((_, staged)) = &mut done
+            && let Some(staged) = staged.take()
+        {
+            match staged.swap().await {
+                Ok(s) => swapped = Some(s),
+                Err(e) => done = Err(e),
+            }
+        }
         if done.is_ok() {
             meter.phase("swap");
             let old = full::old_name(target, self.id());
-            let swapped = full::swap(self.server, target, &scratch, &old, existing).await;
-            done = swapped.and(done);
+            let db = full::swap(self.server, target, &scratch, &old, existing).await;
+            // A failed database swap drops `swapped`, which puts the original files back.
+            done = db.and(done);
         }
         if done.is_err()
             && let Err(e) = full::discard(self.server, &scratch).await
         {
             tracing::error!(error = %e, scratch, "could not drop the scratch database");
         }
-        let rows = done?;
+        let (rows, _) = done?;
         Ok(json!({
             "mode": "full", "database": target, "rows": rows,
             "tables": self.backup.manifest.tables.len(),
             "safetyBackupId": safety.map(|s| s.to_string()),
+            "files": finish_files(swapped).await,
         }))
     }
 
@@ -218,6 +275,7 @@ impl Job<'_> {
             )));
         }
         let safety = self.safety(Some(names)).await?;
+        let staged = self.stage_files().await?;
         let meter = self.meter();
         let accept = self.row.accept_broken_references;
         let work = tables::restore(
@@ -230,10 +288,31 @@ impl Job<'_> {
             &meter,
         );
         let out = cancellable(self.cancel, work).await?;
+        // The rows are committed; the files follow (a few renames inside CELLAR_FILES_DIR,
+        // which staging just proved writable). Should they fail, the error says so.
+        let swapped = match staged {
+            Some(s) => Some(s.swap().await.map_err(|e| {
+                e.context("the tables were restored and committed, the files were not")
+            })?),
+            None => None,
+        };
         let warnings: Vec<String> = out.broken.iter().map(ToString::to_string).collect();
         Ok(json!({
             "mode": "tables", "database": target, "rows": out.rows, "tables": out.tables,
             "safetyBackupId": safety.map(|s| s.to_string()), "warnings": warnings,
+            "files": finish_files(swapped).await,
         }))
+    }
+}
+
+/// Makes a files swap final; what the result records of it.
+async fn finish_files(swapped: Option<files::Swapped>) -> Value {
+    match swapped {
+        Some(s) => {
+            let v = json!({ "files": s.stats.files, "bytes": s.stats.bytes });
+            s.finish().await;
+            v
+        }
+        None => Value::Null,
     }
 }

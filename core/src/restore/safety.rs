@@ -38,14 +38,17 @@ pub fn env_for(env: &BackupEnv, target: &DbUrl, database: &str) -> (BackupEnv, S
     (env, name)
 }
 
-/// Takes the safety backup of `target` (only `tables`, if given) and records it on restore
-/// `restore` as soon as its row exists. Fails the restore if the backup fails.
+/// Takes the safety backup of `target` (only `tables`, if given; with `CELLAR_FILES_DIR` if
+/// `files`) and records it on restore `restore` as soon as its row exists. Fails the restore if
+/// the backup fails.
+#[allow(clippy::too_many_arguments)]
 pub async fn take(
     env: &BackupEnv,
     restore: RestoreId,
     target: &DbUrl,
     database: &str,
     tables: Option<&[String]>,
+    files: bool,
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<BackupId, RestoreError> {
@@ -53,11 +56,12 @@ pub async fn take(
     abandon_interrupted(&env, restore).await?;
     let id = BackupId::generate(BackupType::Safety, Utc::now());
     sqlx::query!(
-        r#"INSERT INTO backup (id, backup_type, source, requested_tables)
-           VALUES ($1, 'safety', $2, $3)"#,
+        r#"INSERT INTO backup (id, backup_type, source, requested_tables, include_files)
+           VALUES ($1, 'safety', $2, $3, $4)"#,
         id.as_str(),
         source,
-        tables
+        tables,
+        files
     )
     .execute(&env.pool)
     .await?;
