@@ -17,6 +17,7 @@
 //! - [`dump`]: reading a source database at one snapshot: schema, parallel COPY, sequences.
 //! - [`schedule`]: cron schedules in time zones, fired exactly once by every worker's tick.
 //! - [`retention`]: per-type retention policies, the keep/delete plan, deletes through the queue.
+//! - [`sweep`]: backups and restores whose job was cancelled or discarded, finished as failed.
 //! - [`telemetry`]: tracing set-up (human or JSON logs).
 
 pub mod audit;
@@ -33,4 +34,5 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod storage;
+pub mod sweep;
 pub mod telemetry;

@@ -166,8 +166,13 @@ async fn run_backup(env: Arc<BackupEnv>, ctx: JobContext) -> Result<JobOutput, J
     Ok(Some(out))
 }
 
-/// `retention`: plans at the current time and enqueues a `delete` job per backup to remove.
+/// `retention`: finishes abandoned backups and restores ([`cellar_core::sweep`]), then plans at
+/// the current time and enqueues a `delete` job per backup to remove.
 async fn run_retention(env: Arc<BackupEnv>) -> Result<JobOutput, JobError> {
+    // Abandoned rows first: a backup stuck `running` is neither kept nor deletable.
+    if let Err(e) = cellar_core::sweep::sweep(&env).await {
+        tracing::warn!(error = %e, "sweeping abandoned backups and restores failed");
+    }
     let report = retention::apply(&env.pool, chrono::Utc::now())
         .await
         .map_err(|e| JobError::Retry(e.to_string()))?;

@@ -63,6 +63,9 @@ async fn main() -> anyhow::Result<()> {
     let scheduler = args.worker.scheduler;
     let default_source = env.sources.first().map(|s| s.name.clone());
     remove_stale_temp(&args.backup.backup_dir, args.stale_temp_secs).await;
+    if let Err(e) = cellar_core::sweep::sweep(&env).await {
+        tracing::warn!(error = %e, "sweeping abandoned backups and restores failed");
+    }
     let mut worker = Worker::new(pool, args.worker);
     worker.set_registry_config(workers::config_summary(&sources, &args.drive));
     if let (true, Some(source)) = (scheduler, default_source) {

@@ -1,0 +1,196 @@
+//! Rows whose job ended without them: a backup or restore still `pending`/`running` although
+//! its job was cancelled before it started, or discarded by the rescuer after its worker was
+//! lost on every attempt. Nothing else would ever finish them: a backup would stay listed as
+//! running with its partial objects, and a restore would refuse every later restore of its
+//! database ("still pending or running").
+//!
+//! ```text
+//! backup   (its job, or for a safety backup its restore's job, is cancelled or discarded)
+//!          objects removed, row failed with the reason, audited (actor `sweeper`)
+//! restore  (its job is cancelled or discarded)
+//!          row failed with the reason, its scratch database dropped, an interrupted files swap
+//!          undone, audited
+//! ```
+//!
+//! Each row is handled in a transaction that holds its job row `FOR UPDATE`, re-checked there:
+//! a `retryJob` that revives the job waits for the sweep of it, then starts from a clean row
+//! (a backup's take removes its objects first; a restore's attempt recovers files first).
+//! Runs at worker start-up and before every retention pass; any worker, no leader.
+
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+
+use crate::backup::{BackupEnv, BackupId};
+use crate::restore::{RestoreError, RestoreId, files, full, target::Server};
+
+/// The actor name in the audit trail.
+pub const ACTOR: &str = "sweeper";
+
+/// What one sweep finished.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    /// Backup ids marked failed (their objects removed).
+    pub backups: Vec<String>,
+    /// Restore ids marked failed.
+    pub restores: Vec<i64>,
+}
+
+/// Why a row's job ended, for its error.
+fn reason(job_state: &str, attempt: i32, what: &str) -> String {
+    match job_state {
+        "cancelled" => format!("cancelled: its job was cancelled before the {what} finished"),
+        _ => format!(
+            "abandoned: its job was discarded after {attempt} attempt(s), the worker running it \
+             stopped each time (killed or lost); retryJob runs it again"
+        ),
+    }
+}
+
+/// Finishes every abandoned backup and restore (see the module docs).
+pub async fn sweep(env: &BackupEnv) -> Result<Swept, RestoreError> {
+    let mut swept = Swept::default();
+    // (backup, job) pairs: a backup's own job, or the job of the restore a safety backup is for.
+    let backups: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT b.id, j.id FROM backup b JOIN job j ON j.id = b.job_id
+          WHERE b.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')
+         UNION
+         SELECT b.id, j.id FROM backup b
+           JOIN restore r ON r.safety_backup_id = b.id JOIN job j ON j.id = r.job_id
+          WHERE b.backup_type = 'safety' AND b.state IN ('pending', 'running')
+            AND j.state IN ('cancelled', 'discarded')",
+    )
+    .fetch_all(&env.pool)
+    .await?;
+    for (id, job) in backups {
+        if sweep_backup(env, &id, job).await? {
+            swept.backups.push(id);
+        }
+    }
+    let restores: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT r.id, j.id FROM restore r JOIN job j ON j.id = r.job_id
+          WHERE r.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')",
+    )
+    .fetch_all(&env.pool)
+    .await?;
+    for (id, job) in restores {
+        if sweep_restore(env, RestoreId(id), job).await? {
+            swept.restores.push(id);
+        }
+    }
+    if !swept.backups.is_empty() || !swept.restores.is_empty() {
+        tracing::warn!(backups = ?swept.backups, restores = ?swept.restores,
+            "finished abandoned backups and restores");
+    }
+    Ok(swept)
+}
+
+/// Locks job `job` and returns its state and attempt if it is still cancelled or discarded.
+async fn lock_final_job(
+    conn: &mut PgConnection,
+    job: i64,
+) -> Result<Option<(String, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT state::text, attempt FROM job
+          WHERE id = $1 AND state IN ('cancelled', 'discarded') FOR UPDATE",
+    )
+    .bind(job)
+    .fetch_optional(conn)
+    .await
+}
+
+async fn sweep_backup(env: &BackupEnv, id: &str, job: i64) -> Result<bool, RestoreError> {
+    let Ok(backup_id) = id.parse::<BackupId>() else {
+        return Ok(false);
+    };
+    let mut conn = env.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let Some((state, attempt)) = lock_final_job(&mut tx, job).await? else {
+        return Ok(false);
+    };
+    let still: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM backup WHERE id = $1 AND state IN ('pending', 'running') FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if still.is_none() {
+        return Ok(false);
+    }
+    let removed = crate::backup::run::remove_objects(env, &backup_id).await?;
+    let why = reason(&state, attempt, "backup");
+    sqlx::query(
+        "UPDATE backup SET state = 'failed', completed_at = now(), error = $2, locations = '{}'
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&why)
+    .execute(&mut *tx)
+    .await?;
+    let args = json!({ "jobId": job, "objectsRemoved": removed, "reason": why });
+    crate::audit::record_system(
+        &mut tx,
+        ACTOR,
+        "failAbandonedBackup",
+        Some(id),
+        Some(job),
+        args,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn sweep_restore(env: &BackupEnv, id: RestoreId, job: i64) -> Result<bool, RestoreError> {
+    let mut conn = env.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let Some((state, attempt)) = lock_final_job(&mut tx, job).await? else {
+        return Ok(false);
+    };
+    let row: Option<(String, String, bool, String)> = sqlx::query_as(
+        "SELECT source, target_database, files, state::text FROM restore
+          WHERE id = $1 AND state IN ('pending', 'running') FOR UPDATE",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((source, target, with_files, was)) = row else {
+        return Ok(false);
+    };
+    let mut cleaned = Vec::new();
+    if was == "running" {
+        // Only what this restore made aside; the target itself is never touched here (a swap
+        // is one transaction: the target is either the old or the restored database).
+        if let Ok(src) = env.source(Some(&source)) {
+            let scratch = full::scratch_name(&target, id);
+            match full::discard(&Server::new(&src.url), &scratch).await {
+                Ok(()) => cleaned.push(format!("scratch database {scratch} dropped if present")),
+                Err(e) => tracing::warn!(error = %e, scratch, "could not drop a scratch database"),
+            }
+        }
+        if with_files {
+            files::recover_interrupted(env, id).await?;
+            cleaned.push("files directory checked for an interrupted swap".into());
+        }
+    }
+    let why = reason(&state, attempt, "restore");
+    sqlx::query(
+        "UPDATE restore SET state = 'failed', completed_at = now(), error = $2 WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(&why)
+    .execute(&mut *tx)
+    .await?;
+    let args = json!({ "jobId": job, "reason": why, "cleaned": cleaned });
+    let target_name = format!("restore {id}");
+    crate::audit::record_system(
+        &mut tx,
+        ACTOR,
+        "failAbandonedRestore",
+        Some(&target_name),
+        Some(job),
+        args,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
