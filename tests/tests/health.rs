@@ -186,6 +186,41 @@ async fn a_failure_streak_warns_from_the_third_failure_and_a_success_ends_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_failure_is_still_a_failure_and_never_the_last_success() {
+    let (_db, pool) = TestDb::catalog().await;
+    for _ in 0..3 {
+        backup(&pool, false, None).await;
+    }
+    // Retention (or deleteBackup) deletes the failed backups: the row keeps its error.
+    sqlx::query("UPDATE backup SET state = 'deleted', locations = '{}'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = judge(&pool, later(1)).await;
+    assert_eq!(r.status, Status::Critical, "{:?}", r.reasons);
+    assert_eq!(codes(&r), ["NO_SUCCESSFUL_BACKUP", "FAILURE_STREAK"]);
+    let totals = &r.facts.as_ref().unwrap().totals;
+    assert_eq!(
+        (totals.successes_last_week, totals.failures_last_week),
+        (0, 3)
+    );
+
+    let ok = backup(&pool, true, None).await;
+    sqlx::query("UPDATE backup SET state = 'deleted', locations = '{}' WHERE id = $1")
+        .bind(ok.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = judge(&pool, later(1)).await;
+    assert_eq!(
+        r.status,
+        Status::Healthy,
+        "a deleted success still counts: {:?}",
+        r.reasons
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verification_rate_below_ninety_percent_warns() {
     let (_db, pool) = TestDb::catalog().await;
     for _ in 0..9 {

@@ -4,9 +4,9 @@ SELECT
     count(*) FILTER (WHERE state <> 'deleted' AND created_at <= $1) AS "total!",
     count(*) FILTER (WHERE created_at > $1 - interval '24 hours' AND created_at <= $1) AS "last_24h!",
     count(*) FILTER (WHERE created_at > $1 - interval '7 days' AND created_at <= $1) AS "last_week!",
-    count(*) FILTER (WHERE state IN ('completed', 'deleted')
+    count(*) FILTER (WHERE (state = 'completed' OR (state = 'deleted' AND error IS NULL))
                        AND completed_at > $1 - interval '7 days' AND completed_at <= $1) AS "successes_week!",
-    count(*) FILTER (WHERE state = 'failed'
+    count(*) FILTER (WHERE (state = 'failed' OR (state = 'deleted' AND error IS NOT NULL))
                        AND created_at > $1 - interval '7 days' AND created_at <= $1) AS "failures_week!",
     count(*) FILTER (WHERE verified_at > $1 - interval '7 days' AND verified_at <= $1) AS "verified_week!",
     count(*) FILTER (WHERE verified_at > $1 - interval '7 days' AND verified_at <= $1
