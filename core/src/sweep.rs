@@ -21,7 +21,8 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use crate::backup::{BackupEnv, BackupId};
-use crate::restore::{RestoreError, RestoreId, files, full, target::Server};
+use crate::restore::target::{Server, TargetLock};
+use crate::restore::{RestoreError, RestoreId, files, full};
 
 /// The actor name in the audit trail.
 pub const ACTOR: &str = "sweeper";
@@ -50,31 +51,38 @@ fn reason(job_state: &str, attempt: i32, what: &str) -> String {
 pub async fn sweep(env: &BackupEnv) -> Result<Swept, RestoreError> {
     let mut swept = Swept::default();
     // (backup, job) pairs: a backup's own job, or the job of the restore a safety backup is for.
-    let backups: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT b.id, j.id FROM backup b JOIN job j ON j.id = b.job_id
-          WHERE b.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')
-         UNION
-         SELECT b.id, j.id FROM backup b
-           JOIN restore r ON r.safety_backup_id = b.id JOIN job j ON j.id = r.job_id
-          WHERE b.backup_type = 'safety' AND b.state IN ('pending', 'running')
-            AND j.state IN ('cancelled', 'discarded')",
+    let backups = sqlx::query!(
+        r#"SELECT b.id AS "id!", j.id AS "job!" FROM backup b JOIN job j ON j.id = b.job_id
+            WHERE b.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')
+           UNION
+           SELECT b.id, j.id FROM backup b
+             JOIN restore r ON r.safety_backup_id = b.id JOIN job j ON j.id = r.job_id
+            WHERE b.backup_type = 'safety' AND b.state IN ('pending', 'running')
+              AND j.state IN ('cancelled', 'discarded')"#
     )
     .fetch_all(&env.pool)
     .await?;
-    for (id, job) in backups {
-        if sweep_backup(env, &id, job).await? {
-            swept.backups.push(id);
+    for r in backups {
+        let (id, job) = (r.id, r.job);
+        match sweep_backup(env, &id, job).await {
+            Ok(true) => swept.backups.push(id),
+            Ok(false) => {}
+            // One row that cannot be finished must not stop the others, now or next time.
+            Err(e) => tracing::warn!(error = %e, backup_id = id, "could not sweep a backup"),
         }
     }
-    let restores: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT r.id, j.id FROM restore r JOIN job j ON j.id = r.job_id
-          WHERE r.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')",
+    let restores = sqlx::query!(
+        r#"SELECT r.id, j.id AS job FROM restore r JOIN job j ON j.id = r.job_id
+            WHERE r.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')"#
     )
     .fetch_all(&env.pool)
     .await?;
-    for (id, job) in restores {
-        if sweep_restore(env, RestoreId(id), job).await? {
-            swept.restores.push(id);
+    for r in restores {
+        let (id, job) = (r.id, r.job);
+        match sweep_restore(env, RestoreId(id), job).await {
+            Ok(true) => swept.restores.push(id),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, restore_id = id, "could not sweep a restore"),
         }
     }
     if !swept.backups.is_empty() || !swept.restores.is_empty() {
@@ -89,13 +97,14 @@ async fn lock_final_job(
     conn: &mut PgConnection,
     job: i64,
 ) -> Result<Option<(String, i32)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT state::text, attempt FROM job
-          WHERE id = $1 AND state IN ('cancelled', 'discarded') FOR UPDATE",
+    let row = sqlx::query!(
+        r#"SELECT state::text AS "state!", attempt FROM job
+            WHERE id = $1 AND state IN ('cancelled', 'discarded') FOR UPDATE"#,
+        job
     )
-    .bind(job)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.state, r.attempt)))
 }
 
 async fn sweep_backup(env: &BackupEnv, id: &str, job: i64) -> Result<bool, RestoreError> {
@@ -107,10 +116,10 @@ async fn sweep_backup(env: &BackupEnv, id: &str, job: i64) -> Result<bool, Resto
     let Some((state, attempt)) = lock_final_job(&mut tx, job).await? else {
         return Ok(false);
     };
-    let still: Option<(String,)> = sqlx::query_as(
+    let still = sqlx::query_scalar!(
         "SELECT id FROM backup WHERE id = $1 AND state IN ('pending', 'running') FOR UPDATE",
+        id
     )
-    .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
     if still.is_none() {
@@ -118,14 +127,7 @@ async fn sweep_backup(env: &BackupEnv, id: &str, job: i64) -> Result<bool, Resto
     }
     let removed = crate::backup::run::remove_objects(env, &backup_id).await?;
     let why = reason(&state, attempt, "backup");
-    sqlx::query(
-        "UPDATE backup SET state = 'failed', completed_at = now(), error = $2, locations = '{}'
-          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(&why)
-    .execute(&mut *tx)
-    .await?;
+    crate::backup::catalog::mark_failed(&mut *tx, &backup_id, &why).await?;
     let args = json!({ "jobId": job, "objectsRemoved": removed, "reason": why });
     crate::audit::record_system(
         &mut tx,
@@ -146,40 +148,56 @@ async fn sweep_restore(env: &BackupEnv, id: RestoreId, job: i64) -> Result<bool,
     let Some((state, attempt)) = lock_final_job(&mut tx, job).await? else {
         return Ok(false);
     };
-    let row: Option<(String, String, bool, String)> = sqlx::query_as(
-        "SELECT source, target_database, files, state::text FROM restore
-          WHERE id = $1 AND state IN ('pending', 'running') FOR UPDATE",
+    let row = sqlx::query!(
+        r#"SELECT source, target_database, files, state::text AS "was!" FROM restore
+            WHERE id = $1 AND state IN ('pending', 'running') FOR UPDATE"#,
+        id.0
     )
-    .bind(id.0)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((source, target, with_files, was)) = row else {
+    let Some(row) = row else {
         return Ok(false);
+    };
+    let (source, target, with_files, was) = (row.source, row.target_database, row.files, row.was);
+    // The rescuer gives up on a job whose heartbeats stopped, but its worker may still be
+    // running it (a partition, a stall): a live attempt holds its target's lock, and its files
+    // lock. Leave the row alone until both are free.
+    let src = env.source(Some(&source)).map_err(RestoreError::Permanent)?;
+    let server = Server::new(&src.url);
+    let Some(target_lock) = TargetLock::try_acquire(&env.pool, &server.identity(&target)).await?
+    else {
+        return Ok(false);
+    };
+    let files_lock = match with_files {
+        true => match files::lock_for_sweep(env, &env.pool, id).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                target_lock.release().await;
+                tracing::info!(error = %e, restore_id = %id, "not sweeping a restore yet");
+                return Ok(false);
+            }
+        },
+        false => None,
     };
     let mut cleaned = Vec::new();
     if was == "running" {
-        // Only what this restore made aside; the target itself is never touched here (a swap
-        // is one transaction: the target is either the old or the restored database).
-        if let Ok(src) = env.source(Some(&source)) {
-            let scratch = full::scratch_name(&target, id);
-            match full::discard(&Server::new(&src.url), &scratch).await {
-                Ok(()) => cleaned.push(format!("scratch database {scratch} dropped if present")),
-                Err(e) => tracing::warn!(error = %e, scratch, "could not drop a scratch database"),
-            }
+        // Only what this restore made aside: its scratch database (the target itself is never
+        // touched here: a swap is one transaction). Its files were put back when
+        // `files::lock_for_sweep` undid the interrupted attempt. If the attempt was killed after its database swap but
+        // before it finished, the database is the restored one and the files are the old ones:
+        // the row says failed, and running the restore again completes it.
+        let scratch = full::scratch_name(&target, id);
+        match full::discard(&server, &scratch).await {
+            Ok(()) => cleaned.push(format!("scratch database {scratch} dropped if present")),
+            Err(e) => tracing::warn!(error = %e, scratch, "could not drop a scratch database"),
         }
         if with_files {
             files::recover_interrupted(env, id).await?;
-            cleaned.push("files directory checked for an interrupted swap".into());
+            cleaned.push("an interrupted files swap undone, staged files removed".into());
         }
     }
     let why = reason(&state, attempt, "restore");
-    sqlx::query(
-        "UPDATE restore SET state = 'failed', completed_at = now(), error = $2 WHERE id = $1",
-    )
-    .bind(id.0)
-    .bind(&why)
-    .execute(&mut *tx)
-    .await?;
+    crate::restore::catalog::mark_failed(&mut *tx, id, &why).await?;
     let args = json!({ "jobId": job, "reason": why, "cleaned": cleaned });
     let target_name = format!("restore {id}");
     crate::audit::record_system(
@@ -192,5 +210,9 @@ async fn sweep_restore(env: &BackupEnv, id: RestoreId, job: i64) -> Result<bool,
     )
     .await?;
     tx.commit().await?;
+    if let Some(l) = files_lock {
+        l.release().await;
+    }
+    target_lock.release().await;
     Ok(true)
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use cellar_core::backup::BackupId;
 use cellar_core::backup::catalog::{self as backups, BackupRequest};
+use cellar_core::restore::target::TargetLock;
 use cellar_core::restore::{RequestError, RestoreId, RestoreRequest, RestoreState, catalog};
 use cellar_tests::{TestDb, file_tree as tree};
 use restore_support::*;
@@ -166,6 +167,42 @@ async fn impossible_files_restores_are_refused_and_change_nothing() {
     );
     assert_eq!(rows(&fx), changed_rows, "the database is unchanged");
     fx.env.files_dir = Some(files.path().to_path_buf());
+
+    // Another restore holds the directory, or left its set-aside originals in it: refused
+    // before anything (no safety backup taken).
+    let held = TargetLock::acquire(&fx.pool, &format!("files:{}", files.path().display()))
+        .await
+        .unwrap();
+    let mut req = RestoreRequest::new(with.clone());
+    req.confirm = true;
+    req.files = true;
+    let row = fx.restore(&req).await;
+    assert_eq!(row.state, RestoreState::Failed);
+    assert!(
+        row.error
+            .as_ref()
+            .unwrap()
+            .contains("another restore is restoring files"),
+        "{:?}",
+        row.error
+    );
+    assert_eq!(row.safety_backup_id, None);
+    held.release().await;
+    let foreign = files.path().join(".cellar-old-999");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("set-aside.txt"), b"another restore's original").unwrap();
+    let row = fx.restore(&req).await;
+    assert!(
+        row.error
+            .as_ref()
+            .unwrap()
+            .contains("restore 999 left unfinished work"),
+        "{:?}",
+        row.error
+    );
+    assert_eq!(rows(&fx), changed_rows);
+    std::fs::remove_dir_all(&foreign).unwrap();
+    assert_eq!(tree(files.path()), changed, "the files are unchanged");
 
     // Into a database that does not exist: no safety backup could hold the files.
     let mut req = RestoreRequest::new(with.clone());

@@ -7,6 +7,7 @@ mod restore_support;
 
 use cellar_core::backup::BackupState;
 use cellar_core::backup::catalog::{self as backups, BackupRequest};
+use cellar_core::restore::target::{Server, TargetLock};
 use cellar_core::restore::{RestoreRequest, RestoreState, catalog as restores, full};
 use cellar_core::{queue, sweep};
 use cellar_tests::TestDb;
@@ -89,12 +90,30 @@ async fn abandoned_backups_and_restores_are_finished_and_can_be_retried() {
         .await
         .unwrap();
 
+    // While a worker still holds the database (its lease ran out, it did not die), the sweeper
+    // leaves the restore alone.
+    let server = Server::new(&fx.source.url);
+    let live = TargetLock::acquire(&fx.pool, &server.identity(&fx.source.name))
+        .await
+        .unwrap();
+    let early = sweep::sweep(&fx.env).await.unwrap();
+    assert!(early.restores.is_empty(), "{early:?}");
+    assert_eq!(
+        databases_like(&scratch),
+        scratch,
+        "a live restore's scratch is kept"
+    );
+    live.release().await;
+
     let swept = sweep::sweep(&fx.env).await.unwrap();
     let mut got = swept.backups.clone();
     got.sort();
     let mut want = vec![cancelled.to_string(), lost.to_string()];
     want.sort();
-    assert_eq!(got, want);
+    let mut early_backups = early.backups.clone();
+    early_backups.sort();
+    assert_eq!(early_backups, want, "backups were swept on the first pass");
+    assert!(got.is_empty(), "{got:?}");
     assert_eq!(swept.restores, vec![r_cancelled.0]);
 
     let c = backups::get(&fx.pool, &cancelled).await.unwrap().unwrap();

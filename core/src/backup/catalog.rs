@@ -294,13 +294,17 @@ pub async fn set_location(
 }
 
 /// -> failed, with the reason (objects already removed).
-pub async fn mark_failed(pool: &PgPool, id: &BackupId, error: &str) -> Result<(), sqlx::Error> {
+pub async fn mark_failed<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    id: &BackupId,
+    error: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE backup SET state = 'failed', completed_at = now(), error = $2, locations = '{}' WHERE id = $1",
         id.as_str(),
         error
     )
-    .execute(pool)
+    .execute(db)
     .await
     .map(drop)
 }

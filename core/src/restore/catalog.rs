@@ -357,13 +357,17 @@ pub async fn mark_completed(
 }
 
 /// -> failed, with the reason.
-pub async fn mark_failed(pool: &PgPool, id: RestoreId, error: &str) -> Result<(), sqlx::Error> {
+pub async fn mark_failed<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    id: RestoreId,
+    error: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE restore SET state = 'failed', completed_at = now(), error = $2 WHERE id = $1",
         id.0,
         error
     )
-    .execute(pool)
+    .execute(db)
     .await
     .map(drop)
 }

@@ -82,7 +82,7 @@ pub async fn stage(
         })?;
     let staging = {
         let dir = dir.clone();
-        blocking(move || prepare(&dir, id)).await?
+        blocking(move || swap::prepare(&dir, id)).await?
     };
     let mut staged = Staged {
         dir,
@@ -136,199 +136,21 @@ pub async fn stage(
     Ok(staged)
 }
 
-/// Undoes what an interrupted earlier attempt of restore `id` left in `CELLAR_FILES_DIR`, before
-/// anything else of this attempt (which may fail before it stages anything).
-pub async fn recover_interrupted(env: &BackupEnv, id: RestoreId) -> Result<(), RestoreError> {
-    let Some(dir) = env.files_dir.clone() else {
-        return Ok(());
-    };
-    blocking(move || match dir.is_dir() {
-        true => recover(&dir, id),
-        false => Ok(()),
-    })
-    .await
-}
-
-/// Runs blocking filesystem work off the runtime.
+/// Runs blocking filesystem work off the runtime. Its errors are permanent: a directory that
+/// cannot be written, a full disk, a rename refused are not cured by retrying the restore (which
+/// would take another safety backup).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, RestoreError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| RestoreError::Transient(format!("files restore task failed: {e}")))?
-        .map_err(RestoreError::Transient)
+        .map_err(RestoreError::Permanent)
 }
 
 fn fs_err(what: &str, path: &Path) -> impl Fn(io::Error) -> String {
     let at = format!("{what} {}", path.display());
     move |e| format!("{at}: {e}")
-}
-
-/// Creates the directory if missing, undoes an earlier attempt's leftovers, and makes a fresh,
-/// empty staging directory.
-fn prepare(dir: &Path, id: RestoreId) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(fs_err("creating CELLAR_FILES_DIR", dir))?;
-    recover(dir, id)?;
-    let staging = work_dir(dir, "restore", id);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(fs_err("removing", &staging))?;
-    }
-    std::fs::create_dir(&staging).map_err(fs_err("creating", &staging))?;
-    Ok(staging)
-}
-
-/// Puts back what an interrupted attempt of restore `id` set aside (see the module docs).
-fn recover(dir: &Path, id: RestoreId) -> Result<(), String> {
-    let moving = work_dir(dir, "moving", id);
-    let old = work_dir(dir, "old", id);
-    if moving.exists() {
-        // Set-aside was not complete: no staged entry was moved up yet.
-        move_entries(&moving, dir, &[])?;
-        std::fs::remove_dir(&moving).map_err(fs_err("removing", &moving))?;
-    } else if old.exists() {
-        // Every original is in `old`; whatever else is in `dir` was staged: drop it.
-        for e in entries(dir, &[])? {
-            let p = dir.join(&e);
-            let gone = if p.is_dir() && !p.is_symlink() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            gone.map_err(fs_err("removing", &p))?;
-        }
-        move_entries(&old, dir, &[])?;
-        std::fs::remove_dir(&old).map_err(fs_err("removing", &old))?;
-    }
-    Ok(())
-}
-
-/// The top-level names in `dir`, without Cellar's work directories and `keep`.
-fn entries(dir: &Path, keep: &[&Path]) -> Result<Vec<std::ffi::OsString>, String> {
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(fs_err("reading", dir))? {
-        let name = e.map_err(fs_err("reading", dir))?.file_name();
-        let ours = name.to_string_lossy().starts_with(WORK_PREFIX);
-        if !ours && !keep.iter().any(|k| k.file_name() == Some(name.as_os_str())) {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// Renames every entry of `from` (but Cellar's work directories) into `to`.
-fn move_entries(from: &Path, to: &Path, keep: &[&Path]) -> Result<(), String> {
-    for name in entries(from, keep)? {
-        let src = from.join(&name);
-        std::fs::rename(&src, to.join(&name)).map_err(fs_err("moving", &src))?;
-    }
-    Ok(())
-}
-
-impl Staged {
-    /// Moves the originals aside and the staged entries in. On an error, what moved is moved
-    /// back.
-    pub async fn swap(mut self) -> Result<Swapped, RestoreError> {
-        let staging = self.staging.take().expect("staged once");
-        let (dir, id) = (self.dir.clone(), self.id);
-        let moved = {
-            let staging = staging.clone();
-            blocking(move || swap(&dir, &staging, id)).await
-        };
-        match moved {
-            Ok(()) => Ok(Swapped {
-                dir: self.dir.clone(),
-                id,
-                done: false,
-                stats: std::mem::take(&mut self.stats),
-            }),
-            Err(e) => {
-                self.staging = Some(staging);
-                Err(e.context_files())
-            }
-        }
-    }
-}
-
-fn swap(dir: &Path, staging: &Path, id: RestoreId) -> Result<(), String> {
-    let moving = work_dir(dir, "moving", id);
-    let old = work_dir(dir, "old", id);
-    std::fs::create_dir(&moving).map_err(fs_err("creating", &moving))?;
-    let moved = move_entries(dir, &moving, &[])
-        .and_then(|()| std::fs::rename(&moving, &old).map_err(fs_err("renaming", &moving)))
-        .and_then(|()| move_entries(staging, dir, &[]));
-    if let Err(e) = moved {
-        return Err(match undo(dir, staging, id) {
-            Ok(()) => e,
-            Err(u) => format!("{e}; putting the originals back also failed: {u}"),
-        });
-    }
-    let _ = std::fs::remove_dir(staging);
-    Ok(())
-}
-
-/// Staged entries back into `staging` (then removed), originals back into `dir`.
-fn undo(dir: &Path, staging: &Path, id: RestoreId) -> Result<(), String> {
-    let old = work_dir(dir, "old", id);
-    if old.exists() {
-        std::fs::create_dir_all(staging).map_err(fs_err("creating", staging))?;
-        move_entries(dir, staging, &[])?;
-    }
-    recover(dir, id)?;
-    if staging.exists() {
-        std::fs::remove_dir_all(staging).map_err(fs_err("removing", staging))?;
-    }
-    Ok(())
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if let Some(staging) = self.staging.take()
-            && let Err(e) = std::fs::remove_dir_all(&staging)
-        {
-            tracing::warn!(error = %e, path = %staging.display(), "could not remove staged files");
-        }
-    }
-}
-
-impl RestoreError {
-    fn context_files(self) -> Self {
-        self.context("restoring files into CELLAR_FILES_DIR (the originals are in place)")
-    }
-}
-
-/// The restored files in place, the originals still set aside. [`Swapped::finish`] drops the
-/// originals; dropped unfinished (an error or cancel after the swap), it puts them back.
-pub struct Swapped {
-    dir: PathBuf,
-    id: RestoreId,
-    done: bool,
-    /// What was restored.
-    pub stats: FilesStats,
-}
-
-impl Swapped {
-    /// Removes the originals: the restore is final.
-    pub async fn finish(mut self) {
-        self.done = true;
-        let old = work_dir(&self.dir, "old", self.id);
-        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&old)).await;
-        if let Ok(Err(e)) = removed {
-            tracing::warn!(error = %e, "could not remove the files the restore replaced");
-        }
-    }
-}
-
-impl Drop for Swapped {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let staging = work_dir(&self.dir, "restore", self.id);
-        if let Err(e) = undo(&self.dir, &staging, self.id) {
-            tracing::error!(error = %e, dir = %self.dir.display(), "could not put the original files back");
-        }
-    }
 }
 
 /// A blocking `Read` over the plain chunks of an object.
@@ -432,10 +254,25 @@ pub fn extract(reader: impl Read, dest: &Path) -> Result<FilesStats, String> {
     Ok(stats)
 }
 
-/// Whether a top-level name in `CELLAR_FILES_DIR` is a files restore's work directory.
+/// Whether a top-level name in `CELLAR_FILES_DIR` is a files restore's work directory:
+/// exactly `.cellar-restore-<n>`, `.cellar-moving-<n>` or `.cellar-old-<n>` (an app's own
+/// `.cellar-notes` is the app's, archived and restored like any file).
 pub fn is_work_dir(name: &OsStr) -> bool {
-    name.to_string_lossy().starts_with(WORK_PREFIX)
+    work_dir_id(name).is_some()
 }
+
+/// The restore a work directory belongs to, and its kind.
+fn work_dir_id(name: &OsStr) -> Option<(&'static str, i64)> {
+    let name = name.to_str()?.strip_prefix(WORK_PREFIX)?;
+    ["restore", "moving", "old"].into_iter().find_map(|kind| {
+        let n = name.strip_prefix(kind)?.strip_prefix('-')?;
+        let ok = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| n.parse().ok().map(|id| (kind, id)))?
+    })
+}
+
+mod swap;
+pub use swap::{FilesLock, Swapped, lock, lock_for_sweep, recover_interrupted};
 
 #[cfg(test)]
 mod tests;

@@ -75,7 +75,8 @@ pub enum RequestError {
 }
 
 /// Why a running restore failed, classified where it is born. Whatever the variant, the target
-/// was left as it was before the restore started.
+/// was left as it was before the restore started, with one exception its message names: a table
+/// restore whose rows committed but whose files could not be swapped in afterwards.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     /// Retrying cannot help (wrong key, corrupted object, refused overwrite, broken foreign key).

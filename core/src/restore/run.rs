@@ -94,9 +94,27 @@ async fn locked(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<Value, RestoreError> {
-    if row.files {
-        files::recover_interrupted(env, RestoreId(row.id)).await?;
+    // Files first: a worker without CELLAR_FILES_DIR, or a directory another restore holds,
+    // refuses before the safety backup and the build.
+    let files_lock = match row.files {
+        true => Some(files::lock(env, &env.pool, RestoreId(row.id)).await?),
+        false => None,
+    };
+    let result = restore(env, row, server, backup, progress, cancel).await;
+    if let Some(l) = files_lock {
+        l.release().await;
     }
+    result
+}
+
+async fn restore(
+    env: &BackupEnv,
+    row: &RestoreRow,
+    server: &Server,
+    backup: &OpenedBackup,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Value, RestoreError> {
     let target = row.target_database.as_str();
     let mut admin = server.maintenance(&[target]).await?;
     let existing = database_info(&mut admin, target).await?;
@@ -173,11 +191,14 @@ impl Job<'_> {
     /// A safety backup is of the target database: restoring into a new one, files that are
     /// there would be replaced unsaved. Refused unless the safety backup was declined.
     fn refuse_unsaved_files(&self) -> Result<(), RestoreError> {
+        if !(self.row.files && self.row.create_safety_backup) {
+            return Ok(());
+        }
         let dir = self.env.files_dir.as_deref();
         let holds = dir
             .and_then(|d| std::fs::read_dir(d).ok())
             .is_some_and(|mut e| e.any(|e| e.is_ok_and(|e| !files::is_work_dir(&e.file_name()))));
-        if self.row.files && self.row.create_safety_backup && holds {
+        if holds {
             return Err(RestoreError::Permanent(format!(
                 "restoreFiles would replace the files in CELLAR_FILES_DIR, but the target \
                  database {:?} does not exist, so no safety backup can hold them: restore into \
@@ -228,6 +249,8 @@ impl Job<'_> {
             &meter,
         );
         // The files archive is extracted aside while the database is built aside.
+        // Both run to their end even if one fails: a build dropped mid-statement could create
+        // its scratch database after the discard below.
         let (built, staged) = tokio::join!(cancellable(self.cancel, build), self.stage_files());
         let mut done = staged.and_then(|s| built.map(|rows| (rows, s)));
         let mut swapped = None;
@@ -291,8 +314,12 @@ impl Job<'_> {
         // The rows are committed; the files follow (a few renames inside CELLAR_FILES_DIR,
         // which staging just proved writable). Should they fail, the error says so.
         let swapped = match staged {
+            // Permanent (not retried): a retry would take a new safety backup of rows that
+            // are already restored.
             Some(s) => Some(s.swap().await.map_err(|e| {
-                e.context("the tables were restored and committed, the files were not")
+                RestoreError::Permanent(format!(
+                    "the tables were restored and committed, the files were not: {e}"
+                ))
             })?),
             None => None,
         };

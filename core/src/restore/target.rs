@@ -168,6 +168,15 @@ pub struct TargetLock {
 impl TargetLock {
     /// Takes the lock for `identity` ([`Server::identity`]) or fails at once, clearly.
     pub async fn acquire(pool: &PgPool, identity: &str) -> Result<Self, RestoreError> {
+        Self::try_acquire(pool, identity).await?.ok_or_else(|| {
+            RestoreError::Permanent(format!(
+                "another restore is already running on database {identity}: wait for it to finish"
+            ))
+        })
+    }
+
+    /// Takes the lock for `identity` if it is free; `None` when someone holds it.
+    pub async fn try_acquire(pool: &PgPool, identity: &str) -> Result<Option<Self>, RestoreError> {
         let mut conn = pool.acquire().await?.detach();
         let got = sqlx::query_scalar!(
             r#"SELECT pg_try_advisory_lock($1, hashtext($2)) AS "got!""#,
@@ -176,15 +185,10 @@ impl TargetLock {
         )
         .fetch_one(&mut conn)
         .await?;
-        if !got {
-            return Err(RestoreError::Permanent(format!(
-                "another restore is already running on database {identity}: wait for it to finish"
-            )));
-        }
-        Ok(Self {
+        Ok(got.then(|| Self {
             conn,
             identity: identity.to_string(),
-        })
+        }))
     }
 
     /// Releases the lock now, before returning (dropping releases it too, but only once the

@@ -37,12 +37,18 @@ fn backup(i: usize, t: BackupType, source: &str, hours_ago: i64) -> Candidate {
 }
 
 fn history(rng: &mut StdRng, n: usize) -> Vec<Candidate> {
-    let types = [BackupType::Daily, BackupType::Weekly, BackupType::Manual];
+    // Safety backups (taken by restores) are a type of their own, with their own period.
+    let types = [
+        BackupType::Daily,
+        BackupType::Weekly,
+        BackupType::Manual,
+        BackupType::Safety,
+    ];
     (0..n)
         .map(|i| {
             let mut c = backup(
                 i,
-                types[rng.gen_range(0..3)],
+                types[rng.gen_range(0..types.len())],
                 ["app", "crm"][rng.gen_range(0..2)],
                 rng.gen_range(0..24 * 200),
             );
@@ -74,6 +80,8 @@ fn generated_histories_keep_exactly_what_the_policy_says() {
             ),
             policy(BackupType::Weekly, None, Some(rng.gen_range(1..120))),
             policy(BackupType::Manual, Some(rng.gen_range(1..5)), None),
+            // The seed's safety policy is 10 backups / 14 days; vary the count.
+            policy(BackupType::Safety, Some(rng.gen_range(1..12)), Some(14)),
         ];
         let decisions = plan(&policies, &h, now());
         // Every completed or failed backup is decided once; nothing else is.

@@ -45,6 +45,10 @@ struct Args {
     /// Parallel connections for both Cellar and pg_restore.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+    /// Rounds on the same source, each timing `pg_restore -j` then Cellar (alternating, so
+    /// drift on a noisy machine hits both); `--single-transaction` is timed in the first only.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 fn sh(cmd: &mut Command) -> anyhow::Result<()> {
@@ -97,13 +101,11 @@ async fn main() -> anyhow::Result<()> {
         .args(["-Fd", "-j", &jobs, "-f"])
         .arg(&dump)
         .arg(source.url.expose()))?;
-    let pr_db = TestDb::empty().await;
-    let pg_restore = timed(|| {
+    let pg_restore_j = |db: &TestDb| {
         sh(Command::new("pg_restore")
-            .args(["-j", &jobs, "-d", pr_db.url.expose()])
+            .args(["-j", &jobs, "-d", db.url.expose()])
             .arg(&dump))
-    })?;
-    drop(pr_db);
+    };
     let one_db = TestDb::empty().await;
     let single = timed(|| {
         sh(Command::new("pg_restore")
@@ -112,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
     })?;
     drop(one_db);
 
-    // Cellar: a backup of the same database, restored into a new one.
+    // Cellar: one backup of the same database, restored into a new database each round.
     let (catalog_db, pool) = TestDb::catalog().await;
     let settings = BackupSettings {
         source_url: Some(format!("src={}", source.url.expose())),
@@ -136,28 +138,46 @@ async fn main() -> anyhow::Result<()> {
     let (id, _) = backups::create(&pool, &req).await?;
     let cancel = CancellationToken::new();
     backup_run::take(&env, &id, &(), &cancel).await?;
-    let target = format!("{}_cellar", source.name);
-    let mut r = RestoreRequest::new(id);
-    r.target_database = Some(target.clone());
-    let (rid, _) = catalog::create(&pool, &r).await?;
-    let t = Instant::now();
-    let clock = PhaseClock(t, Default::default());
-    let restored = run::run(&env, rid, &clock, &cancel).await;
-    eprintln!("{:7.2} s  done", t.elapsed().as_secs_f64());
-    let cellar = t.elapsed().as_secs_f64();
-    let _guard = TestDb {
-        name: target.clone(),
-        url: admin_url().with_database(&target),
-    };
-    restored?;
 
     println!(
-        "| dataset | pg_restore -j{jobs} (-Fd) | pg_restore --single-transaction | Cellar restore -j{jobs} | Cellar / pg_restore -j{jobs} |"
+        "| dataset | round | pg_restore -j{jobs} (-Fd) | pg_restore --single-transaction | Cellar restore -j{jobs} | Cellar / pg_restore -j{jobs} |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let pr_db = TestDb::empty().await;
+        let pg_restore = timed(|| pg_restore_j(&pr_db))?;
+        drop(pr_db);
+
+        let target = format!("{}_cellar{round}", source.name);
+        let mut r = RestoreRequest::new(id.clone());
+        r.target_database = Some(target.clone());
+        let (rid, _) = catalog::create(&pool, &r).await?;
+        let t = Instant::now();
+        let clock = PhaseClock(t, Default::default());
+        let restored = run::run(&env, rid, &clock, &cancel).await;
+        eprintln!("{:7.2} s  done", t.elapsed().as_secs_f64());
+        let cellar = t.elapsed().as_secs_f64();
+        drop(TestDb {
+            name: target.clone(),
+            url: admin_url().with_database(&target),
+        });
+        restored?;
+        let ratio = cellar / pg_restore;
+        ratios.push(ratio);
+        let single = match round {
+            1 => format!("{single:.2} s"),
+            _ => "-".into(),
+        };
+        println!(
+            "| {dataset} | {round} | {pg_restore:.2} s | {single} | {cellar:.2} s | {ratio:.2}x |"
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "| {dataset} | {pg_restore:.2} s | {single:.2} s | {cellar:.2} s | {:.2}x |",
-        cellar / pg_restore
+        "median Cellar / pg_restore -j{jobs} over {} rounds: {:.2}x",
+        ratios.len(),
+        ratios[ratios.len() / 2]
     );
     Ok(())
 }

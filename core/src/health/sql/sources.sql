@@ -2,7 +2,7 @@
 -- newest valid verification, and the failures since the last success (the failure streak).
 -- Safety backups (taken by restores) are not scheduled backups and are left out. $2 adds the
 -- configured sources that have no backup yet. A deleted backup counts as what it was: a success
--- without an error, a failure with one (only mark_failed sets it; deletion keeps it).
+-- without an error, a failure with one (only failures set it; deletion keeps it).
 WITH s AS (
     SELECT DISTINCT source FROM backup WHERE backup_type <> 'safety' AND created_at <= $1
     UNION

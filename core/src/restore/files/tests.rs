@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
+use super::swap::{prepare, recover, swap, undo};
 use super::*;
 
 /// Every path under `dir` (relative) with its content (`None` for a directory) and mode bits.
@@ -196,8 +197,13 @@ fn swap_then_undo_puts_everything_back() {
     assert!(!staging.exists());
 
     undo(&dir, &staging, id).unwrap();
+    // Renames only: the staged entries are back in staging, for the caller to remove.
+    assert_eq!(
+        std::fs::read(staging.join("logo.png")).unwrap(),
+        b"restored logo"
+    );
+    std::fs::remove_dir_all(&staging).unwrap();
     assert_eq!(tree(&dir), before);
-    assert!(!staging.exists());
 }
 
 #[test]
@@ -208,6 +214,7 @@ fn recovery_after_a_kill_in_either_half_of_the_swap() {
     let moving = work_dir(&dir, "moving", id);
     std::fs::create_dir(&moving).unwrap();
     std::fs::rename(dir.join("logo.png"), moving.join("logo.png")).unwrap();
+    recover(&dir, id).unwrap();
     let staging_again = prepare(&dir, id).unwrap();
     assert_eq!(staging_again, staging);
     let keys: Vec<_> = tree(&dir).into_keys().collect();
@@ -224,6 +231,7 @@ fn recovery_after_a_kill_in_either_half_of_the_swap() {
         std::fs::rename(dir.join(n), old.join(n)).unwrap();
     }
     std::fs::rename(staging.join("logo.png"), dir.join("logo.png")).unwrap();
+    recover(&dir, id).unwrap();
     prepare(&dir, id).unwrap();
     assert_eq!(
         std::fs::read(dir.join("logo.png")).unwrap(),
@@ -233,6 +241,32 @@ fn recovery_after_a_kill_in_either_half_of_the_swap() {
     let mut expect = originals();
     expect.insert(0, ".cellar-restore-43".into());
     assert_eq!(keys, expect, "staging emptied, originals back");
+}
+
+#[test]
+fn a_recovery_killed_half_way_and_run_again_loses_no_original() {
+    let id = RestoreId(46);
+    let (_root, dir, staging) = scene(id);
+    swap(&dir, &staging, id).unwrap();
+    // A first recovery dropped the staged entries and was killed after moving one original
+    // back: the state a second recovery must not mistake for staged files.
+    let old = work_dir(&dir, "old", id);
+    let moving = work_dir(&dir, "moving", id);
+    std::fs::remove_dir_all(dir.join("tenants")).unwrap();
+    std::fs::remove_file(dir.join("logo.png")).unwrap();
+    std::fs::rename(&old, &moving).unwrap();
+    std::fs::rename(moving.join("logo.png"), dir.join("logo.png")).unwrap();
+    recover(&dir, id).unwrap();
+    recover(&dir, id).unwrap();
+    let keys: Vec<_> = tree(&dir)
+        .into_keys()
+        .filter(|k| !k.starts_with(".cellar-"))
+        .collect();
+    assert_eq!(keys, originals());
+    assert_eq!(
+        std::fs::read(dir.join("logo.png")).unwrap(),
+        b"original logo"
+    );
 }
 
 #[test]
@@ -249,6 +283,13 @@ fn dropping_staged_or_swapped_files_leaves_the_originals() {
         staging: Some(staging.clone()),
         stats: FilesStats::default(),
     });
+    // The staged tree is removed on a thread of its own.
+    for _ in 0..200 {
+        if !staging.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(tree(&dir), before);
 
     let (_root, dir, staging) = scene(RestoreId(45));
@@ -259,6 +300,13 @@ fn dropping_staged_or_swapped_files_leaves_the_originals() {
         done: false,
         stats: FilesStats::default(),
     });
+    let staging = work_dir(&dir, "restore", RestoreId(45));
+    for _ in 0..200 {
+        if !staging.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(
         tree(&dir),
         before,
@@ -268,7 +316,19 @@ fn dropping_staged_or_swapped_files_leaves_the_originals() {
 
 #[test]
 fn work_directories_are_recognised() {
-    assert!(is_work_dir(OsStr::new(".cellar-old-3")));
-    assert!(!is_work_dir(OsStr::new("cellar-old-3")));
-    assert!(!is_work_dir(OsStr::new(".cellar")));
+    for ours in [".cellar-old-3", ".cellar-moving-41", ".cellar-restore-7"] {
+        assert!(is_work_dir(OsStr::new(ours)), "{ours}");
+    }
+    // The app's own names stay the app's.
+    for app in [
+        "cellar-old-3",
+        ".cellar",
+        ".cellar-notes",
+        ".cellar-old-",
+        ".cellar-old-3x",
+        ".cellar-other-3",
+        ".cellar-old--3",
+    ] {
+        assert!(!is_work_dir(OsStr::new(app)), "{app}");
+    }
 }
