@@ -357,3 +357,63 @@ async fn key_rotation_rewraps_the_drive_copy() {
     let v = verify::verify(&s.env, &id, &()).await.unwrap();
     assert!(!v.is_valid(), "the retired key no longer does");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_the_drive_copy_with_the_local_one() {
+    use cellar_core::backup::BackupType;
+    use cellar_core::retention::{Policy, store};
+    let s = setup().await;
+    let policy = Policy {
+        backup_type: BackupType::Manual,
+        max_count: Some(1),
+        max_age_days: None,
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+    };
+    store::set_policy(&s.pool, &policy).await.unwrap();
+    let first = request(&s.pool).await;
+    assert_eq!(
+        run_until_settled(&s.env, &s.pool, &first).await,
+        "available"
+    );
+    let on_drive = |id: &BackupId| {
+        let prefix = format!("{id}/");
+        s.fake
+            .files()
+            .into_iter()
+            .filter(move |f| f.name.starts_with(&prefix))
+            .count()
+    };
+    let first_objects = on_drive(&first);
+    assert!(first_objects >= 4, "{first_objects}");
+
+    // The second backup's own retention pass (keep 1 manual backup) deletes the first, on
+    // Drive as well as locally, through a `delete` job.
+    let second = request(&s.pool).await;
+    assert_eq!(
+        run_until_settled(&s.env, &s.pool, &second).await,
+        "available"
+    );
+    run_jobs(&s.env, &s.pool).await;
+    let row = catalog::get(&s.pool, &first).await.unwrap().unwrap();
+    assert_eq!(row.state, BackupState::Deleted, "{:?}", row.error);
+    assert_eq!(on_drive(&first), 0, "the Drive copy is gone");
+    assert!(
+        !s.dir.path().join(first.as_str()).exists(),
+        "the local copy is gone"
+    );
+    assert_eq!(
+        on_drive(&second),
+        first_objects,
+        "the kept backup is whole on Drive"
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_event WHERE token_name = 'retention' AND target = $1",
+    )
+    .bind(first.as_str())
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert!(audited >= 1, "the deletion is audited");
+}

@@ -211,6 +211,18 @@ pub fn extract(reader: impl Read, dest: &Path) -> Result<FilesStats, String> {
         let mut entry = entry.map_err(bad)?;
         let raw = entry.path().map_err(bad)?.into_owned();
         let rel = confined(&raw)?;
+        if rel
+            .components()
+            .next()
+            .is_some_and(|c| is_work_dir(c.as_os_str()))
+        {
+            // Cellar's own work directory names are never archived; one in an archive would be
+            // left behind by the swap.
+            return Err(format!(
+                "entry {:?} has the name of a restore's work directory: refused",
+                raw.display().to_string()
+            ));
+        }
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o777;
         let mtime = header.mtime().ok();

@@ -95,8 +95,9 @@ fn paths_must_stay_inside() {
 #[test]
 fn hostile_entries_refuse_the_archive_and_write_nothing_outside() {
     use tar::EntryType::{Block, Char, Fifo, Link, Regular, Symlink};
-    let cases: [(&[u8], tar::EntryType, &str); 8] = [
+    let cases: [(&[u8], tar::EntryType, &str); 9] = [
         (b"../escape", Regular, "outside"),
+        (b".cellar-old-7/x", Regular, "work directory"),
         (b"ok/../../escape", Regular, "outside"),
         (b"/tmp/cellar-absolute-escape", Regular, "outside"),
         (b"link", Symlink, "Symlink"),
