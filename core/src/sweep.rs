@@ -10,6 +10,9 @@
 //! restore  (its job is cancelled or discarded)
 //!          row failed with the reason, its scratch database dropped, an interrupted files swap
 //!          undone, audited
+//! scratch  a `<target>__cellar_restore_<id>` database on a source's server whose restore (in
+//!          this catalog, same source and target) ended: dropped, audited (a cancelled build can
+//!          leave one: the server finishes a CREATE DATABASE its dropped client had started)
 //! ```
 //!
 //! Each row is handled in a transaction that holds its job row `FOR UPDATE`, re-checked there:
@@ -34,6 +37,8 @@ pub struct Swept {
     pub backups: Vec<String>,
     /// Restore ids marked failed.
     pub restores: Vec<i64>,
+    /// Leftover scratch databases dropped.
+    pub scratch: Vec<String>,
 }
 
 /// Why a row's job ended, for its error.
@@ -85,11 +90,88 @@ pub async fn sweep(env: &BackupEnv) -> Result<Swept, RestoreError> {
             Err(e) => tracing::warn!(error = %e, restore_id = id, "could not sweep a restore"),
         }
     }
-    if !swept.backups.is_empty() || !swept.restores.is_empty() {
+    swept.scratch = sweep_scratch(env).await;
+    if !swept.backups.is_empty() || !swept.restores.is_empty() || !swept.scratch.is_empty() {
         tracing::warn!(backups = ?swept.backups, restores = ?swept.restores,
-            "finished abandoned backups and restores");
+            scratch = ?swept.scratch, "finished abandoned backups and restores");
     }
     Ok(swept)
+}
+
+/// Drops scratch databases of ended restores (see the module docs). Only a name that is exactly
+/// the scratch name of a restore of this catalog, on that restore's source, whose target lock is
+/// free: another deployment's restore on a shared server is not this catalog's to judge.
+async fn sweep_scratch(env: &BackupEnv) -> Vec<String> {
+    let mut dropped = Vec::new();
+    for src in &env.sources {
+        let server = Server::new(&src.url);
+        let Ok(mut admin) = server.maintenance(&[]).await else {
+            continue;
+        };
+        let names = sqlx::query_scalar!(
+            r#"SELECT datname::text AS "name!" FROM pg_database
+                WHERE datname LIKE '%\_\_cellar\_restore\_%'"#
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap_or_default();
+        drop(admin);
+        for name in names {
+            match drop_scratch(env, &server, &src.name, &name).await {
+                Ok(true) => dropped.push(name),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, database = name, "could not drop a scratch"),
+            }
+        }
+    }
+    dropped
+}
+
+async fn drop_scratch(
+    env: &BackupEnv,
+    server: &Server,
+    source: &str,
+    name: &str,
+) -> Result<bool, RestoreError> {
+    let Some(id) = name
+        .rsplit("__cellar_restore_")
+        .next()
+        .and_then(|n| n.parse::<i64>().ok())
+    else {
+        return Ok(false);
+    };
+    let Some(row) = crate::restore::catalog::get(&env.pool, RestoreId(id)).await? else {
+        return Ok(false);
+    };
+    let ended = matches!(
+        row.state,
+        crate::restore::RestoreState::Failed | crate::restore::RestoreState::Completed
+    );
+    let ours =
+        row.source == source && full::scratch_name(&row.target_database, RestoreId(id)) == name;
+    if !ended || !ours {
+        return Ok(false);
+    }
+    let Some(lock) =
+        TargetLock::try_acquire(&env.pool, &server.identity(&row.target_database)).await?
+    else {
+        return Ok(false);
+    };
+    let dropped = full::discard(server, name).await;
+    lock.release().await;
+    dropped?;
+    let mut conn = env.pool.acquire().await?;
+    let args = json!({ "restoreId": id, "database": name });
+    crate::audit::record_system(
+        &mut conn,
+        ACTOR,
+        "dropLeftoverScratch",
+        Some(name),
+        None,
+        args,
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Locks job `job` and returns its state and attempt if it is still cancelled or discarded.

@@ -167,3 +167,39 @@ async fn abandoned_backups_and_restores_are_finished_and_can_be_retried() {
     let l = backups::get(&fx.pool, &lost).await.unwrap().unwrap();
     assert_eq!(l.state, BackupState::Completed, "{:?}", l.error);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scratch_databases_of_ended_restores_are_dropped_and_nothing_else() {
+    let db = TestDb::empty().await;
+    psql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    );
+    let fx = Fixture::new(db).await;
+    let done = fx.backup(None).await;
+    let mut req = RestoreRequest::new(done.clone());
+    req.confirm = true;
+    // A restore that failed (cancelled mid-build, say) after its build had created the scratch.
+    let (ended, job) = restores::create(&fx.pool, &req).await.unwrap();
+    queue::cancel(&mut fx.pool.acquire().await.unwrap(), job.id)
+        .await
+        .unwrap();
+    restores::mark_failed(&fx.pool, ended, "cancelled")
+        .await
+        .unwrap();
+    let leftover = full::scratch_name(&fx.source.name, ended);
+    // Names that are not this catalog's ended restores: kept.
+    let unknown = full::scratch_name(&fx.source.name, cellar_core::restore::RestoreId(987_654));
+    let other_target = full::scratch_name(&format!("{}x", fx.source.name), ended);
+    for name in [&leftover, &unknown, &other_target] {
+        cellar_tests::psql_admin(&format!("CREATE DATABASE \"{name}\""));
+    }
+    let swept = sweep::sweep(&fx.env).await.unwrap();
+    assert_eq!(swept.scratch, vec![leftover.clone()]);
+    assert_eq!(databases_like(&leftover), "");
+    for name in [&unknown, &other_target] {
+        assert_eq!(databases_like(name), *name, "not ours to drop");
+        cellar_tests::psql_admin(&format!("DROP DATABASE \"{name}\""));
+    }
+    assert_eq!(audited(&fx, "dropLeftoverScratch").await, 1);
+}
