@@ -15,6 +15,8 @@
 //!          leave one: the server finishes a CREATE DATABASE its dropped client had started)
 //! ```
 //!
+//! A `running` row is swept only [`GRACE`] after its job ended (its worker may have stalled,
+//! not died); a restore also only when its target and files locks are free.
 //! Each row is handled in a transaction that holds its job row `FOR UPDATE`, re-checked there:
 //! a `retryJob` that revives the job waits for the sweep of it, then starts from a clean row
 //! (a backup's take removes its objects first; a restore's attempt recovers files first).
@@ -29,6 +31,12 @@ use crate::restore::{RestoreError, RestoreId, files, full};
 
 /// The actor name in the audit trail.
 pub const ACTOR: &str = "sweeper";
+
+/// How long after its job ended a `running` row is left alone: the rescuer ends a job whose
+/// heartbeats stopped, and a worker that only stalled (a partition from the catalog) may still
+/// be writing; it finds its lease lost at its next heartbeat and stops. A `pending` row never
+/// ran: no wait.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What one sweep finished.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -59,11 +67,14 @@ pub async fn sweep(env: &BackupEnv) -> Result<Swept, RestoreError> {
     let backups = sqlx::query!(
         r#"SELECT b.id AS "id!", j.id AS "job!" FROM backup b JOIN job j ON j.id = b.job_id
             WHERE b.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')
+              AND (b.state = 'pending' OR j.finished_at < now() - make_interval(secs => $1))
            UNION
            SELECT b.id, j.id FROM backup b
              JOIN restore r ON r.safety_backup_id = b.id JOIN job j ON j.id = r.job_id
             WHERE b.backup_type = 'safety' AND b.state IN ('pending', 'running')
-              AND j.state IN ('cancelled', 'discarded')"#
+              AND j.state IN ('cancelled', 'discarded')
+              AND j.finished_at < now() - make_interval(secs => $1)"#,
+        GRACE.as_secs_f64()
     )
     .fetch_all(&env.pool)
     .await?;
@@ -78,7 +89,9 @@ pub async fn sweep(env: &BackupEnv) -> Result<Swept, RestoreError> {
     }
     let restores = sqlx::query!(
         r#"SELECT r.id, j.id AS job FROM restore r JOIN job j ON j.id = r.job_id
-            WHERE r.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')"#
+            WHERE r.state IN ('pending', 'running') AND j.state IN ('cancelled', 'discarded')
+              AND (r.state = 'pending' OR j.finished_at < now() - make_interval(secs => $1))"#,
+        GRACE.as_secs_f64()
     )
     .fetch_all(&env.pool)
     .await?;

@@ -215,9 +215,12 @@ async fn insert(
         (None, Some(_)) => Some(backup_tables(backup.tables.as_ref())?),
         (None, None) => None,
     };
+    // A restore whose job ended (cancelled before it ran, say) holds nothing, whatever its row
+    // still says until the sweeper finishes it.
     let busy = sqlx::query_scalar!(
-        r#"SELECT id FROM restore
-           WHERE source = $1 AND target_database = $2 AND state IN ('pending', 'running')
+        r#"SELECT r.id FROM restore r LEFT JOIN job j ON j.id = r.job_id
+           WHERE r.source = $1 AND r.target_database = $2 AND r.state IN ('pending', 'running')
+             AND (j.id IS NULL OR j.state NOT IN ('cancelled', 'discarded', 'completed'))
            LIMIT 1"#,
         source,
         target
