@@ -288,12 +288,17 @@ impl WireConn {
         }
     }
 
-    /// Runs `sql` (one or more statements, no results wanted) with the simple query protocol.
-    pub async fn simple_query(&mut self, sql: &str) -> Result<(), WireError> {
+    /// Sends `sql` as a simple Query message on an idle connection.
+    async fn send_query(&mut self, sql: &str) -> Result<(), WireError> {
         self.check_idle()?;
         let mut m = Vec::with_capacity(sql.len() + 1);
         put_cstr(&mut m, sql)?;
-        self.send(b'Q', &m).await?;
+        self.send(b'Q', &m).await
+    }
+
+    /// Runs `sql` (one or more statements, no results wanted) with the simple query protocol.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<(), WireError> {
+        self.send_query(sql).await?;
         let mut error = None;
         loop {
             let msg = self.recv().await?;
@@ -312,10 +317,7 @@ impl WireConn {
     /// Starts `COPY ... TO STDOUT`; read it with [`WireConn::copy_out_next`] until that returns
     /// false. An error before the first row (a bad statement) comes back here.
     pub async fn copy_out(&mut self, sql: &str) -> Result<(), WireError> {
-        self.check_idle()?;
-        let mut m = Vec::with_capacity(sql.len() + 1);
-        put_cstr(&mut m, sql)?;
-        self.send(b'Q', &m).await?;
+        self.send_query(sql).await?;
         let mut error = None;
         loop {
             let msg = self.recv().await?;

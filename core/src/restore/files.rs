@@ -55,19 +55,24 @@ pub struct Staged {
     pub stats: FilesStats,
 }
 
+/// The worker's `CELLAR_FILES_DIR`, which a files restore needs.
+fn files_dir(env: &BackupEnv) -> Result<PathBuf, RestoreError> {
+    env.files_dir.clone().ok_or_else(|| {
+        RestoreError::Permanent(
+            "restoreFiles needs CELLAR_FILES_DIR on the worker (where the files go); it is not \
+             set; nothing was changed"
+                .into(),
+        )
+    })
+}
+
 /// Extracts backup `backup`'s files archive for restore `id` (see the module docs).
 pub async fn stage(
     env: &BackupEnv,
     backup: &OpenedBackup,
     id: RestoreId,
 ) -> Result<Staged, RestoreError> {
-    let dir = env.files_dir.clone().ok_or_else(|| {
-        RestoreError::Permanent(
-            "restoreFiles needs CELLAR_FILES_DIR on the worker (where the files go); it is not \
-             set; nothing was changed"
-                .into(),
-        )
-    })?;
+    let dir = files_dir(env)?;
     let object = backup
         .manifest
         .objects

@@ -51,13 +51,7 @@ async fn lock_with(
     id: RestoreId,
     others_block: bool,
 ) -> Result<FilesLock, RestoreError> {
-    let dir = env.files_dir.clone().ok_or_else(|| {
-        RestoreError::Permanent(
-            "restoreFiles needs CELLAR_FILES_DIR on the worker (where the files go); it is not \
-             set; nothing was changed"
-                .into(),
-        )
-    })?;
+    let dir = super::files_dir(env)?;
     let identity = format!("files:{}", dir.display());
     let Some(held) = TargetLock::try_acquire(pool, &identity).await? else {
         return Err(RestoreError::Permanent(format!(
