@@ -50,6 +50,14 @@ async fn backup_with_files(fx: &Fixture) -> BackupId {
     id
 }
 
+/// A confirmed full restore of `id` with its files.
+fn files_restore(id: &BackupId) -> RestoreRequest {
+    let mut req = RestoreRequest::new(id.clone());
+    req.confirm = true;
+    req.files = true;
+    req
+}
+
 /// The app changes its data and its files after the backup.
 fn change(fx: &Fixture, files: &Path) {
     psql(
@@ -87,9 +95,7 @@ async fn files_come_back_with_the_database_and_roll_back_with_it() {
     let changed = tree(files.path());
     let changed_rows = rows(&fx);
 
-    let mut req = RestoreRequest::new(id.clone());
-    req.confirm = true;
-    req.files = true;
+    let req = files_restore(&id);
     let row = fx.restore(&req).await;
     assert_eq!(row.state, RestoreState::Completed, "{:?}", row.error);
     assert!(row.files);
@@ -124,9 +130,7 @@ async fn files_come_back_with_the_database_and_roll_back_with_it() {
         &fx.source,
         "CREATE TABLE other (x int); INSERT INTO other VALUES (42);",
     );
-    let mut req = RestoreRequest::new(id.clone());
-    req.confirm = true;
-    req.files = true;
+    let mut req = files_restore(&id);
     req.tables = Some(vec!["public.lease".into()]);
     let row = fx.restore(&req).await;
     assert_eq!(row.state, RestoreState::Completed, "{:?}", row.error);
@@ -155,9 +159,7 @@ async fn impossible_files_restores_are_refused_and_change_nothing() {
 
     // A worker without CELLAR_FILES_DIR has nowhere to put them.
     fx.env.files_dir = None;
-    let mut req = RestoreRequest::new(with.clone());
-    req.confirm = true;
-    req.files = true;
+    let req = files_restore(&with);
     let row = fx.restore(&req).await;
     assert_eq!(row.state, RestoreState::Failed);
     assert!(
@@ -173,9 +175,7 @@ async fn impossible_files_restores_are_refused_and_change_nothing() {
     let held = TargetLock::acquire(&fx.pool, &format!("files:{}", files.path().display()))
         .await
         .unwrap();
-    let mut req = RestoreRequest::new(with.clone());
-    req.confirm = true;
-    req.files = true;
+    let req = files_restore(&with);
     let row = fx.restore(&req).await;
     assert_eq!(row.state, RestoreState::Failed);
     assert!(
@@ -227,9 +227,7 @@ async fn impossible_files_restores_are_refused_and_change_nothing() {
     let at = bytes.len() - 100;
     bytes[at] ^= 1;
     std::fs::write(&object, &bytes).unwrap();
-    let mut req = RestoreRequest::new(with.clone());
-    req.confirm = true;
-    req.files = true;
+    let req = files_restore(&with);
     let row = fx.restore(&req).await;
     assert_eq!(row.state, RestoreState::Failed);
     let error = row.error.unwrap();

@@ -80,34 +80,30 @@ async fn execute(
     let target = row.target_database.as_str();
     let backup = cancellable(cancel, OpenedBackup::open(env, &backup_id)).await?;
     let lock = TargetLock::acquire(&env.pool, &server.identity(target)).await?;
-    let result = locked(env, row, &server, &backup, progress, cancel).await;
+    // Files next: a worker without CELLAR_FILES_DIR, or a directory another restore holds,
+    // refuses before the safety backup and the build.
+    let result = match row.files {
+        true => files::lock(env, &env.pool, RestoreId(row.id))
+            .await
+            .map(Some),
+        false => Ok(None),
+    };
+    let result = match result {
+        Ok(files_lock) => {
+            let r = locked(env, row, &server, &backup, progress, cancel).await;
+            if let Some(l) = files_lock {
+                l.release().await;
+            }
+            r
+        }
+        Err(e) => Err(e),
+    };
     lock.release().await;
     result
 }
 
-/// The restore proper, under the target's lock.
+/// The restore proper, under the target's lock (and the files directory's, with files).
 async fn locked(
-    env: &BackupEnv,
-    row: &RestoreRow,
-    server: &Server,
-    backup: &OpenedBackup,
-    progress: &dyn Progress,
-    cancel: &CancellationToken,
-) -> Result<Value, RestoreError> {
-    // Files first: a worker without CELLAR_FILES_DIR, or a directory another restore holds,
-    // refuses before the safety backup and the build.
-    let files_lock = match row.files {
-        true => Some(files::lock(env, &env.pool, RestoreId(row.id)).await?),
-        false => None,
-    };
-    let result = restore(env, row, server, backup, progress, cancel).await;
-    if let Some(l) = files_lock {
-        l.release().await;
-    }
-    result
-}
-
-async fn restore(
     env: &BackupEnv,
     row: &RestoreRow,
     server: &Server,

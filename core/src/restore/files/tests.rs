@@ -173,6 +173,14 @@ fn scene(id: RestoreId) -> (tempfile::TempDir, PathBuf, PathBuf) {
     (root, dir, staging)
 }
 
+/// [`tree`] without Cellar's work directories.
+fn outside_work_dirs(dir: &Path) -> BTreeMap<String, (Option<Vec<u8>>, u32)> {
+    tree(dir)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(".cellar-"))
+        .collect()
+}
+
 fn originals() -> Vec<String> {
     ["logo.png", "tenants", "tenants/7", "tenants/7/lease.pdf"]
         .map(String::from)
@@ -183,10 +191,7 @@ fn originals() -> Vec<String> {
 fn swap_then_undo_puts_everything_back() {
     let id = RestoreId(41);
     let (_root, dir, staging) = scene(id);
-    let before: BTreeMap<_, _> = tree(&dir)
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(".cellar-"))
-        .collect();
+    let before = outside_work_dirs(&dir);
     swap(&dir, &staging, id).unwrap();
     let after: Vec<_> = tree(&dir).into_keys().collect();
     assert!(after.contains(&"tenants/9/deed.pdf".to_string()));
@@ -274,10 +279,7 @@ fn a_recovery_killed_half_way_and_run_again_loses_no_original() {
 fn dropping_staged_or_swapped_files_leaves_the_originals() {
     let id = RestoreId(44);
     let (_root, dir, staging) = scene(id);
-    let before: BTreeMap<_, _> = tree(&dir)
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(".cellar-"))
-        .collect();
+    let before = outside_work_dirs(&dir);
     drop(Staged {
         dir: dir.clone(),
         id,
