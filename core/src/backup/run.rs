@@ -174,7 +174,7 @@ async fn dump(
         None => None,
     };
     let tables = snap.list_tables(selection.as_ref()).await?;
-    let tasks = plan_copy(&tables, env.chunk_bytes);
+    let tasks = plan_copy(&tables, env.chunk_bytes, env.jobs);
     let meter = Meter {
         sink: progress,
         start: Instant::now(),

@@ -33,8 +33,9 @@ use super::target::Server;
 use crate::backup::BackupEnv;
 use crate::format::ManifestObject;
 
-/// Memory for each early index build (the server default, 64 MB, spills large sorts to disk).
-const INDEX_SESSION: &str = "SET maintenance_work_mem = '256MB'; SET synchronous_commit = off;";
+/// Set once per DDL connection; each build sets its own `maintenance_work_mem`
+/// ([`EarlyEntry::maintenance_work_mem`]).
+const INDEX_SESSION: &str = "SET synchronous_commit = off;";
 
 /// The backup's tables that have rows, in the order the planner numbers them.
 pub fn tables_with_rows(backup: &OpenedBackup) -> Vec<(String, String)> {
@@ -316,8 +317,7 @@ async fn lane(
     }
 }
 
-/// A connection set up as pg_restore sets up its own (the script's preamble), with more memory
-/// for sorts.
+/// A connection set up as pg_restore sets up its own (the script's preamble).
 async fn ddl_connection(
     server: &Server,
     db: &str,
@@ -333,7 +333,12 @@ async fn ddl_connection(
 
 #[tracing::instrument(skip_all, fields(entry = %e.name, kind = %e.kind))]
 async fn run_entry(conn: &mut PgConnection, e: &EarlyEntry) -> Result<(), RestoreError> {
-    let sql = format!("SET default_tablespace = {};\n{}", e.tablespace, e.sql);
+    let sql = format!(
+        "SET default_tablespace = {};\nSET maintenance_work_mem = '{}';\n{}",
+        e.tablespace,
+        e.maintenance_work_mem(),
+        e.sql
+    );
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(conn)
         .await
@@ -433,6 +438,16 @@ mod tests {
         assert_eq!(s.next(), Work::Entry(0));
         assert_eq!(p.early[1].cost_factor(), 40);
         assert_eq!(p.early[0].cost_factor(), 1);
+        assert_eq!(
+            p.early[1].maintenance_work_mem(),
+            "16MB",
+            "GIN: small and cached"
+        );
+        assert_eq!(
+            p.early[0].maintenance_work_mem(),
+            "256MB",
+            "B-tree: sort in memory"
+        );
     }
 
     #[test]

@@ -7,11 +7,11 @@
 //! pg_restore -v --section=post-data -f - archive
 //!                                              SQL of each post-data entry, with its dump id
 //!                                              ("-- TOC entry N") and dependencies
-//! early = INDEX and CONSTRAINT entries of one plain statement whose post-data dependencies are
-//!         early too; each waits for the tables it depends on (TABLE entries of the TOC matched
-//!         to the manifest's tables), then runs on a free lane
+//! early = INDEX, CONSTRAINT and FK CONSTRAINT entries of one plain statement whose post-data
+//!         dependencies are early too; each waits for the tables it depends on (TABLE entries
+//!         of the TOC matched to the manifest's tables), then runs on a free lane
 //! rest  = the TOC with early entries commented out, for pg_restore -L --section=post-data -j
-//!         after all data (foreign keys, triggers, attachments, comments...)
+//!         after all data (triggers, attachments, comments...); skipped when nothing is left
 //! ```
 //! Matching TOC entries to tables only decides *when* an entry runs, never whether it runs: an
 //! index created before its rows is still correct, just built incrementally.
@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct EarlyEntry {
     /// The archive's dump id.
     pub dump_id: u32,
-    /// `INDEX` or `CONSTRAINT`.
+    /// `INDEX`, `CONSTRAINT` or `FK CONSTRAINT`.
     pub kind: String,
     /// As the archive names it (for errors).
     pub name: String,
@@ -46,15 +46,46 @@ impl EarlyEntry {
     /// on a jsonb column took 6.7 s over 23 MB of rows where B-trees took 0.3-0.8 s over 260 MB
     /// (docs/BENCHMARKS.md); the factors only need to get the order right, not the time.
     pub fn cost_factor(&self) -> u64 {
-        let sql = self.sql.to_ascii_lowercase();
-        if sql.contains(" using gin ") || sql.contains(" using gin(") {
-            40
-        } else if sql.contains(" using gist ") || sql.contains(" using spgist ") {
-            20
-        } else {
-            1
+        match self.method() {
+            Method::Gin => 40,
+            Method::Gist => 20,
+            Method::Other => 1,
         }
     }
+
+    /// The `maintenance_work_mem` this build runs with.
+    ///
+    /// A B-tree sorts in memory when the sort fits, so more is faster (the server default,
+    /// 64 MB, spills a few million keys to disk). A GIN build is the opposite: it gathers keys
+    /// in a tree that is flushed into the index whenever it outgrows this memory, and a tree
+    /// that stays in the processor's cache is faster than one that does not. The GIN index of
+    /// the realistic dataset built in 1.9-2.3 s with 4-16 MB and 3.4-3.5 s with 256 MB
+    /// (docs/BENCHMARKS.md, session 6).
+    pub fn maintenance_work_mem(&self) -> &'static str {
+        match self.method() {
+            Method::Gin => "16MB",
+            Method::Gist | Method::Other => "256MB",
+        }
+    }
+
+    fn method(&self) -> Method {
+        let sql = self.sql.to_ascii_lowercase();
+        if sql.contains(" using gin ") || sql.contains(" using gin(") {
+            Method::Gin
+        } else if sql.contains(" using gist ") || sql.contains(" using spgist ") {
+            Method::Gist
+        } else {
+            Method::Other
+        }
+    }
+}
+
+/// Index access methods whose builds cost differently.
+enum Method {
+    Gin,
+    /// GiST and SP-GiST.
+    Gist,
+    Other,
 }
 
 /// What runs early and what is left to `pg_restore -L`.
@@ -65,6 +96,8 @@ pub struct PostDataPlan {
     pub early: Vec<EarlyEntry>,
     /// The TOC list with early entries commented out.
     pub rest_list: String,
+    /// Whether post-data entries remain for `pg_restore` once the early ones ran.
+    pub rest_has_work: bool,
 }
 
 impl PostDataPlan {
@@ -73,6 +106,7 @@ impl PostDataPlan {
             preamble: String::new(),
             early: Vec::new(),
             rest_list: listing.lines().map(|l| format!("{l}\n")).collect(),
+            rest_has_work: true,
         }
     }
 }
@@ -152,10 +186,11 @@ fn parse_script(script: &str) -> (String, Vec<ScriptEntry>) {
 }
 
 /// `TABLE` entries of a `pg_restore -l` listing matched to `tables` (`(schema, name)`):
-/// dump id -> index in `tables`. A listing line reads `ID; CLASS OID TABLE schema tag owner`;
-/// names may hold spaces, so the longest `schema name ` prefix wins.
-fn table_ids(listing: &str, tables: &[(String, String)]) -> HashMap<u32, usize> {
-    let mut out = HashMap::new();
+/// dump id -> index in `tables`, and the dump ids of every `TABLE` entry. A listing line reads
+/// `ID; CLASS OID TABLE schema tag owner`; names may hold spaces, so the longest
+/// `schema name ` prefix wins.
+fn table_ids(listing: &str, tables: &[(String, String)]) -> (HashMap<u32, usize>, BTreeSet<u32>) {
+    let (mut out, mut all) = (HashMap::new(), BTreeSet::new());
     for line in listing.lines().filter(|l| !l.starts_with(';')) {
         let Some((id, rest)) = line.split_once("; ") else {
             continue;
@@ -165,6 +200,7 @@ fn table_ids(listing: &str, tables: &[(String, String)]) -> HashMap<u32, usize> 
         let Some(what) = what.strip_prefix("TABLE ") else {
             continue;
         };
+        all.extend(id.trim().parse::<u32>());
         let best = tables
             .iter()
             .enumerate()
@@ -174,16 +210,23 @@ fn table_ids(listing: &str, tables: &[(String, String)]) -> HashMap<u32, usize> 
             out.insert(id, i);
         }
     }
-    out
+    (out, all)
 }
 
-/// A plain `CREATE [UNIQUE] INDEX` or `ALTER TABLE ... ADD CONSTRAINT`, one statement.
+/// A plain `CREATE [UNIQUE] INDEX`, `ALTER TABLE ... ADD CONSTRAINT`, or foreign key on one
+/// table (`ALTER TABLE ONLY`: a partitioned table's key would reach partitions it does not
+/// wait for), one statement.
 fn runs_early(e: &ScriptEntry) -> bool {
     let sql = e.sql.trim();
     let one_statement = sql.ends_with(';') && sql.matches(";\n").count() == 0;
     let shape = match e.kind.as_str() {
         "INDEX" => sql.starts_with("CREATE INDEX ") || sql.starts_with("CREATE UNIQUE INDEX "),
         "CONSTRAINT" => sql.starts_with("ALTER TABLE ") && sql.contains(" ADD CONSTRAINT "),
+        "FK CONSTRAINT" => {
+            sql.starts_with("ALTER TABLE ONLY ")
+                && sql.contains(" ADD CONSTRAINT ")
+                && sql.contains(" FOREIGN KEY ")
+        }
         _ => false,
     };
     one_statement && shape && e.dump_id != 0
@@ -207,12 +250,22 @@ pub fn plan(listing: &[u8], script: &[u8], tables: &[(String, String)]) -> PostD
         .lines()
         .filter_map(|l| l.split_once(';')?.0.trim().parse().ok())
         .collect();
-    let tables_by_id = table_ids(listing, tables);
+    let (tables_by_id, all_tables) = table_ids(listing, tables);
     let post: BTreeSet<u32> = entries.iter().map(|e| e.dump_id).collect();
+    // A foreign key checks each row COPY adds to a table it already holds, against rows that
+    // must all be there: it runs early only once every table it names has all its rows, so
+    // only when each of them is a table whose rows the backup holds (and waits for).
+    let waits_for_its_tables = |e: &ScriptEntry| {
+        e.kind != "FK CONSTRAINT"
+            || e.deps
+                .iter()
+                .filter(|d| all_tables.contains(d))
+                .all(|d| tables_by_id.contains_key(d))
+    };
     // Early = candidates whose post-data dependencies are early too (to a fixed point).
     let mut early: BTreeMap<u32, &ScriptEntry> = entries
         .iter()
-        .filter(|e| runs_early(e) && listed.contains(&e.dump_id))
+        .filter(|e| runs_early(e) && waits_for_its_tables(e) && listed.contains(&e.dump_id))
         .map(|e| (e.dump_id, e))
         .collect();
     loop {
@@ -265,10 +318,12 @@ pub fn plan(listing: &[u8], script: &[u8], tables: &[(String, String)]) -> PostD
             }
         })
         .collect();
+    let rest_has_work = entries.iter().any(|e| !early.contains_key(&e.dump_id));
     PostDataPlan {
         preamble,
         early: early_entries,
         rest_list,
+        rest_has_work,
     }
 }
 

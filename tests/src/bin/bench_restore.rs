@@ -31,6 +31,12 @@ impl Progress for PhaseClock {
     }
 }
 
+/// The database backed up and restored.
+struct Source {
+    name: String,
+    url: cellar_core::config::DbUrl,
+}
+
 #[derive(Parser)]
 struct Args {
     /// pgbench scale of the source (ignored with --sql).
@@ -49,6 +55,10 @@ struct Args {
     /// drift on a noisy machine hits both); `--single-transaction` is timed in the first only.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Use this existing database as the source (kept afterwards) instead of loading one:
+    /// saves the minutes of generating a dataset when iterating.
+    #[arg(long)]
+    source: Option<String>,
 }
 
 fn sh(cmd: &mut Command) -> anyhow::Result<()> {
@@ -74,21 +84,23 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
         cellar_core::telemetry::init();
     }
-    let source = TestDb::empty().await;
-    let dataset = match &args.sql {
-        Some(f) => {
-            let scale = format!("scale={}", args.sql_scale);
-            sh(Command::new("psql")
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", &scale])
-                .args(["-d", source.url.expose(), "-f"])
-                .arg(f))?;
-            let name = f.file_name().unwrap_or_default().to_string_lossy();
-            format!("{name} scale={}", args.sql_scale)
+    // `_owned` drops a loaded source at the end; the caller's --source database is kept.
+    let (_owned, source, dataset) = match &args.source {
+        Some(name) => {
+            let url = admin_url().with_database(name);
+            let source = Source {
+                name: name.clone(),
+                url,
+            };
+            (None, source, format!("{name} (existing)"))
         }
         None => {
-            let s = args.scale.to_string();
-            sh(Command::new("pgbench").args(["-i", "-q", "-s", &s, source.url.expose()]))?;
-            format!("pgbench -s {}", args.scale)
+            let (db, dataset) = load_source(&args).await?;
+            let source = Source {
+                name: db.name.clone(),
+                url: db.url.clone(),
+            };
+            (Some(db), source, dataset)
         }
     };
     sh(Command::new("psql").args(["-X", "-q", "-d", source.url.expose(), "-c", "CHECKPOINT"]))?;
@@ -180,4 +192,26 @@ async fn main() -> anyhow::Result<()> {
         ratios[ratios.len() / 2]
     );
     Ok(())
+}
+
+/// A new database loaded with the dataset the arguments name, and that dataset's label.
+async fn load_source(args: &Args) -> anyhow::Result<(TestDb, String)> {
+    let source = TestDb::empty().await;
+    let dataset = match &args.sql {
+        Some(f) => {
+            let scale = format!("scale={}", args.sql_scale);
+            sh(Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", &scale])
+                .args(["-d", source.url.expose(), "-f"])
+                .arg(f))?;
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            format!("{name} scale={}", args.sql_scale)
+        }
+        None => {
+            let s = args.scale.to_string();
+            sh(Command::new("pgbench").args(["-i", "-q", "-s", &s, source.url.expose()]))?;
+            format!("pgbench -s {}", args.scale)
+        }
+    };
+    Ok((source, dataset))
 }

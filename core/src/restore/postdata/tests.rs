@@ -31,6 +31,7 @@ fn indexes_and_constraints_run_early_the_rest_is_left_to_pg_restore() {
     assert_eq!(
         names,
         [
+            "B b B b_id_fkey",
             "a a_pkey",
             "a a_x_key",
             "i x",
@@ -44,13 +45,9 @@ fn indexes_and_constraints_run_early_the_rest_is_left_to_pg_restore() {
         .lines()
         .filter(|l| l.starts_with(";3"))
         .collect();
-    assert_eq!(commented.len(), 6, "{commented:?}");
-    for kept in [
-        "TRIGGER public a t",
-        "FK CONSTRAINT public B b",
-        "INDEX ATTACH",
-        "COMMENT",
-    ] {
+    assert_eq!(commented.len(), 7, "{commented:?}");
+    assert!(p.rest_has_work);
+    for kept in ["TRIGGER public a t", "INDEX ATTACH", "COMMENT"] {
         let line = p.rest_list.lines().find(|l| l.contains(kept)).unwrap();
         assert!(!line.starts_with(';'), "{line}");
     }
@@ -94,16 +91,16 @@ fn tablespaces_and_session_settings_follow_pg_restore() {
 
 #[test]
 fn an_entry_that_needs_a_late_one_is_late_too() {
-    // A unique index that (hypothetically) depends on the foreign key, which runs late.
-    let fk_id = LIST
+    // A unique index that (hypothetically) depends on the trigger, which runs late.
+    let late_id = LIST
         .lines()
-        .find(|l| l.contains("FK CONSTRAINT"))
+        .find(|l| l.contains("TRIGGER"))
         .and_then(|l| l.split_once(';'))
         .map(|p| p.0.to_string())
         .unwrap();
     let script = SCRIPT.replace(
         "-- Dependencies: 215\n-- Name: i x;",
-        &format!("-- Dependencies: 215 {fk_id}\n-- Name: i x;"),
+        &format!("-- Dependencies: 215 {late_id}\n-- Name: i x;"),
     );
     assert_ne!(script, SCRIPT, "fixture changed: update the test");
     let p = plan(LIST, &script, &tables());
@@ -148,9 +145,10 @@ fn table_names_with_spaces_match_the_longest_name() {
         .iter()
         .map(|(s, n)| (s.to_string(), n.to_string()))
         .collect();
-    let ids = table_ids(list, &t);
+    let (ids, all) = table_ids(list, &t);
     assert_eq!(ids.get(&10), Some(&1));
     assert_eq!(ids.get(&11), Some(&0));
+    assert_eq!(all, BTreeSet::from([10, 11]));
 }
 
 #[test]
@@ -160,7 +158,7 @@ fn other_encodings_run_early_only_when_ascii() {
         "SET client_encoding = 'LATIN1';",
     );
     let p = plan(LIST, &latin1, &tables());
-    assert_eq!(p.early.len(), 6, "ASCII text is the same in both");
+    assert_eq!(p.early.len(), 7, "ASCII text is the same in both");
     assert!(!p.preamble.contains("client_encoding"), "ours stays UTF-8");
     let accented = latin1.replace("btree (y)", "btree (y) WHERE (y <> 'é'::text)");
     let p = plan(LIST, &accented, &tables());
@@ -171,6 +169,65 @@ fn other_encodings_run_early_only_when_ascii() {
     );
     let p = super::plan(LIST.as_bytes(), b"\xff\xfe not utf-8", &tables());
     assert!(p.early.is_empty());
+}
+
+#[test]
+fn a_foreign_key_waits_for_both_tables_and_the_key_it_references() {
+    let p = plan(LIST, SCRIPT, &tables());
+    let fk = by_name(&p, "B b B b_id_fkey");
+    assert_eq!(fk.kind, "FK CONSTRAINT");
+    assert_eq!(fk.tables, BTreeSet::from([0, 1]), "a and \"B b\"");
+    assert_eq!(fk.after, BTreeSet::from([by_name(&p, "a a_pkey").dump_id]));
+    assert_eq!(
+        fk.sql,
+        "ALTER TABLE ONLY public.\"B b\"\n    ADD CONSTRAINT \"B b_id_fkey\" FOREIGN KEY (id) REFERENCES public.a(id);"
+    );
+}
+
+#[test]
+fn a_foreign_key_naming_a_table_without_rows_is_left_to_pg_restore() {
+    // `a` has no rows in this backup: nothing would wait for it, so the key runs after all data.
+    let t: Vec<(String, String)> = tables().into_iter().filter(|t| t.1 != "a").collect();
+    let p = plan(LIST, SCRIPT, &t);
+    assert!(p.early.iter().all(|e| e.kind != "FK CONSTRAINT"));
+    let line = p
+        .rest_list
+        .lines()
+        .find(|l| l.contains("FK CONSTRAINT"))
+        .unwrap();
+    assert!(!line.starts_with(';'), "{line}");
+    // A key on a partitioned table (no ONLY) reaches partitions it does not wait for.
+    let script = SCRIPT.replace(
+        "ALTER TABLE ONLY public.\"B b\"",
+        "ALTER TABLE public.\"B b\"",
+    );
+    assert_ne!(script, SCRIPT, "fixture changed: update the test");
+    let p = plan(LIST, &script, &tables());
+    assert!(p.early.iter().all(|e| e.kind != "FK CONSTRAINT"));
+}
+
+#[test]
+fn pg_restore_has_no_work_when_every_post_data_entry_ran_early() {
+    // Only the entries the planner can run itself: drop the trigger, attachment and comment.
+    let late = ["TRIGGER", "INDEX ATTACH", "COMMENT"];
+    let list: String = LIST
+        .lines()
+        .filter(|l| !late.iter().any(|k| l.contains(k)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut script = String::new();
+    for part in SCRIPT.split("-- TOC entry ") {
+        if !late.iter().any(|k| part.contains(&format!("; Type: {k};"))) {
+            if !script.is_empty() {
+                script.push_str("-- TOC entry ");
+            }
+            script.push_str(part);
+        }
+    }
+    assert!(plan(LIST, SCRIPT, &tables()).rest_has_work);
+    let p = plan(&list, &script, &tables());
+    assert_eq!(p.early.len(), 7);
+    assert!(!p.rest_has_work);
 }
 
 #[test]
