@@ -162,18 +162,24 @@ async fn dump(
         .clone();
     let url = source.url.expose();
     let mut snap = Snapshot::open(url).await?;
-    env.pg_dump
-        .check_compatible(snap.server_version_num())
-        .await?;
-    let selection = match &row.requested_tables {
-        Some(names) => {
-            let parsed: Result<Vec<TableName>, _> =
-                names.iter().map(|n| TableName::parse(n)).collect();
-            Some(snap.resolve_selection(&parsed?).await?)
-        }
-        None => None,
+    // `pg_dump --version` (a process, and on Debian a Perl wrapper: 40-70 ms) runs while the
+    // catalog is read, not before.
+    let compatible = env.pg_dump.check_compatible(snap.server_version_num());
+    let listing = async {
+        let selection = match &row.requested_tables {
+            Some(names) => {
+                let parsed: Result<Vec<TableName>, _> =
+                    names.iter().map(|n| TableName::parse(n)).collect();
+                Some(snap.resolve_selection(&parsed?).await?)
+            }
+            None => None,
+        };
+        let tables = snap.list_tables(selection.as_ref()).await?;
+        Ok::<_, BackupError>((selection, tables))
     };
-    let tables = snap.list_tables(selection.as_ref()).await?;
+    let (compatible, listing) = tokio::join!(compatible, listing);
+    compatible?;
+    let (selection, tables) = listing?;
     let tasks = plan_copy(&tables, env.chunk_bytes, env.jobs);
     let meter = Meter {
         sink: progress,

@@ -20,6 +20,8 @@ const MAX_STDERR_BYTES: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct PgDump {
     program: PathBuf,
+    /// Its major version, asked once per process (a worker asks before every backup).
+    major: std::sync::Arc<tokio::sync::OnceCell<u32>>,
 }
 
 impl Default for PgDump {
@@ -34,6 +36,7 @@ impl PgDump {
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
+            major: Default::default(),
         }
     }
 
@@ -60,7 +63,8 @@ impl PgDump {
     /// Fails unless this pg_dump can dump a server of `server_version_num` (its major version must
     /// be at least the server's: older ones refuse, or miss newer features).
     pub async fn check_compatible(&self, server_version_num: i32) -> Result<()> {
-        check_major(self.version().await?, server_version_num)
+        let major = *self.major.get_or_try_init(|| self.version()).await?;
+        check_major(major, server_version_num)
     }
 
     /// Streams `pg_dump --schema-only -Fc --snapshot=<id>` into `tx` in ~1 MiB buffers and returns
