@@ -7,7 +7,7 @@
 //! selection = snapshot.resolve_selection()  -- optional; unknown names fail here
 //! tables = snapshot.list_tables(selection)  -- RLS checked, ACCESS SHARE locks taken
 //! PgDump::dump_schema(url, snapshot.id())   -- its own stream
-//! for task in plan_copy(tables, chunk):     -- big tables split into ctid page ranges
+//! for task in plan_copy(tables, chunk, jobs): -- big tables split into ctid page ranges
 //!     a DataConn (one per job, SET TRANSACTION SNAPSHOT) copies it into its own stream
 //!     (over `wire`, a minimal protocol client that reads COPY data in bulk)
 //! snapshot.sequences(), populated_matviews(), large_object_count()   -- what --schema-only omits

@@ -88,7 +88,7 @@ async fn bench_copy_pgbench_accounts() {
             ("1 task, 1 conn", u64::MAX, 1),
             ("16 MiB ranges, 2 conns", 16 << 20, 2),
         ] {
-            let tasks = plan_copy(&accounts, chunk);
+            let tasks = plan_copy(&accounts, chunk, 2);
             let start = Instant::now();
             let (rows, bytes) = counted(&db.url, snap.id(), tasks, jobs).await;
             let secs = start.elapsed().as_secs_f64();

@@ -83,7 +83,7 @@ async fn every_table_holding_rows_is_listed_and_copied() {
     assert!(secret.row_security && secret.force_row_security);
 
     let by_table =
-        lines_by_table(&copy_all(&db.url, snap.id(), plan_copy(&tables, u64::MAX), 2).await);
+        lines_by_table(&copy_all(&db.url, snap.id(), plan_copy(&tables, u64::MAX, 2), 2).await);
     assert_eq!(
         by_table["public.animal"],
         ["1\tcat", "2\tcow"],
@@ -269,6 +269,12 @@ async fn row_security_the_role_cannot_bypass_fails_before_copying() {
         .await;
     let mut snap = Snapshot::open(&role.url(&db)).await.unwrap();
     let tables = snap.list_tables(None).await.unwrap();
-    let out = copy_all(&role.url(&db), snap.id(), plan_copy(&tables, u64::MAX), 1).await;
+    let out = copy_all(
+        &role.url(&db),
+        snap.id(),
+        plan_copy(&tables, u64::MAX, 2),
+        1,
+    )
+    .await;
     assert_eq!(out[0].stats.rows, 2);
 }

@@ -16,7 +16,7 @@ async fn data_connections_see_the_snapshot_not_later_writes() {
     let tables = snap.list_tables(None).await.unwrap();
     // Another session writes after the export (plain writes are not blocked by our locks).
     db.exec("INSERT INTO t SELECT g, 'new' FROM generate_series(1001, 2000) g; UPDATE t SET v = 'changed' WHERE id <= 10; DELETE FROM t WHERE id = 500").await;
-    let out = copy_all(&db.url, snap.id(), plan_copy(&tables, u64::MAX), 2).await;
+    let out = copy_all(&db.url, snap.id(), plan_copy(&tables, u64::MAX, 2), 2).await;
     let lines = &lines_by_table(&out)["public.t"];
     assert_eq!(
         lines.len(),
@@ -57,7 +57,7 @@ async fn ctid_ranges_yield_exactly_the_rows_of_a_plain_copy() {
         "a table of a few MB: {}",
         tables[0].size_bytes
     );
-    let split = plan_copy(&tables, 256 * 1024);
+    let split = plan_copy(&tables, 256 * 1024, 2);
     assert!(
         split.len() >= 10,
         "expected many ranges, got {}",
@@ -67,7 +67,7 @@ async fn ctid_ranges_yield_exactly_the_rows_of_a_plain_copy() {
         split.iter().all(|t| t.range.is_some())
             && split.iter().any(|t| t.range.unwrap().end.is_none())
     );
-    let whole = plan_copy(&tables, u64::MAX);
+    let whole = plan_copy(&tables, u64::MAX, 2);
     assert_eq!(whole.len(), 1);
     let (split_out, whole_out) = (
         copy_all(&db.url, snap.id(), split, 2).await,
@@ -97,7 +97,7 @@ async fn a_dropped_receiver_cancels_the_copy() {
     let db = TestDb::create();
     db.exec("CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 50000) g").await;
     let mut snap = Snapshot::open(&db.url).await.unwrap();
-    let tasks = plan_copy(&snap.list_tables(None).await.unwrap(), u64::MAX);
+    let tasks = plan_copy(&snap.list_tables(None).await.unwrap(), u64::MAX, 2);
     let mut conn = DataConn::connect(&db.url, snap.id()).await.unwrap();
     let (tx, mut rx) = mpsc::channel(1);
     let consumer = tokio::spawn(async move {
@@ -158,7 +158,7 @@ async fn progress_is_reported_per_buffer_and_adds_up() {
     let db = TestDb::create();
     db.exec("CREATE TABLE t AS SELECT g AS id, repeat('y', 100) AS pad FROM generate_series(1, 30000) g").await;
     let mut snap = Snapshot::open(&db.url).await.unwrap();
-    let tasks = plan_copy(&snap.list_tables(None).await.unwrap(), u64::MAX);
+    let tasks = plan_copy(&snap.list_tables(None).await.unwrap(), u64::MAX, 2);
     let mut conn = DataConn::connect(&db.url, snap.id()).await.unwrap();
     let (tx, mut rx) = mpsc::channel(4);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });

@@ -75,7 +75,7 @@ async fn pagila_copies_every_row_of_every_table() {
         tables.iter().any(|t| t.name.name() == "payment_p2022_03")
             && !tables.iter().any(|t| t.name.name() == "payment")
     );
-    let tasks = plan_copy(&tables, 64 * 1024);
+    let tasks = plan_copy(&tables, 64 * 1024, 2);
     assert!(
         tasks.len() > tables.len(),
         "some tables must be split at 64 KiB"
