@@ -11,8 +11,8 @@
 //! During a COPY's data a TCP socket is also taken off the reactor and read when due (every
 //! millisecond, or at once while data keeps coming) instead of at every packet's wake-up. The
 //! server sends its output 8 KiB at a time, so event-driven reading woke the process about 50,000
-//! times for pgbench's 488 MB (more time switching than copying); polled, about 5,000, and the
-//! backup took 1.21-1.31 s instead of 1.44-1.54 s (docs/BENCHMARKS.md, session 6). At 1 ms and
+//! times for pgbench's 488 MB (more time switching than copying); polled, about 3,600, and the
+//! backup took 1.18-1.33 s instead of 1.44-1.69 s (docs/BENCHMARKS.md, session 6). At 1 ms and
 //! ~170 MB/s per connection the kernel's socket buffer holds what arrives between reads.
 //!
 //! Everything else (catalog queries, the snapshot connection, restores) stays on sqlx. The login
