@@ -398,8 +398,10 @@ impl WireConn {
         }
     }
 
-    /// Appends COPY data to `out` until it holds at least `limit` bytes (returns true: call
-    /// again) or the COPY has finished (returns false; the connection is idle again).
+    /// Appends COPY data to `out` until it holds `limit` bytes (returns true: call again; a row
+    /// may continue in the next call) or the COPY has finished (returns false; the connection
+    /// is idle again). Buffers of exactly `limit` bytes become whole segments of the backup
+    /// format without another copy (`format::object`).
     pub async fn copy_out_next(
         &mut self,
         out: &mut BytesMut,
@@ -410,12 +412,42 @@ impl WireConn {
             .take()
             .ok_or_else(|| unexpected("copy_out_next without a COPY in progress"))?;
         loop {
-            // The rest of a CopyData payload, as much as is buffered.
+            // Room left in `out`; after an error everything is read (and dropped) to the end.
+            let room = |out: &BytesMut, state: &CopyState| match state.error {
+                None => limit.saturating_sub(out.len()),
+                Some(_) => usize::MAX,
+            };
+            // The rest of a CopyData payload, as much as is buffered and fits.
             if state.pending > 0 {
-                let n = state.pending.min(self.rbuf.len());
+                let n = state.pending.min(self.rbuf.len()).min(room(out, &state));
                 out.extend_from_slice(&self.rbuf[..n]);
                 self.rbuf.advance(n);
                 state.pending -= n;
+            }
+            // Runs of whole CopyData messages, parsed in place and consumed with one `advance`
+            // (two per row were 1.6% of a pgbench backup's samples).
+            if state.pending == 0 && state.error.is_none() {
+                let (mut pos, buf) = (0, &self.rbuf[..]);
+                while out.len() < limit && buf.len() - pos >= 5 && buf[pos] == b'd' {
+                    let len = u32::from_be_bytes([
+                        buf[pos + 1],
+                        buf[pos + 2],
+                        buf[pos + 3],
+                        buf[pos + 4],
+                    ]) as usize;
+                    let end = pos + 1 + len;
+                    if len < 4 || end > buf.len() {
+                        break; // the loop below refuses the length or takes what is buffered
+                    }
+                    let take = (len - 4).min(limit - out.len());
+                    out.extend_from_slice(&buf[pos + 5..pos + 5 + take]);
+                    state.pending = len - 4 - take;
+                    pos += 5 + take;
+                    if state.pending > 0 {
+                        break; // `out` is full mid-row: the rest opens the next buffer
+                    }
+                }
+                self.rbuf.advance(pos);
             }
             // Whole messages from the buffer, until `out` is full (after an error, to the end:
             // ReadyForQuery is already on its way and nothing else will come).
@@ -433,7 +465,7 @@ impl WireConn {
                 if tag == b'd' {
                     self.rbuf.advance(5);
                     let payload = len - 4;
-                    let n = payload.min(self.rbuf.len());
+                    let n = payload.min(self.rbuf.len()).min(room(out, &state));
                     out.extend_from_slice(&self.rbuf[..n]);
                     self.rbuf.advance(n);
                     state.pending = payload - n;

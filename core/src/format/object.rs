@@ -170,6 +170,11 @@ impl Encoder {
                 if let Some(full) = pending.take() {
                     self.submit(full, false).await?;
                 }
+                if cur.is_empty() && chunk.len() >= size {
+                    // A whole segment as it came (a COPY lane's buffers are segment-sized).
+                    pending = Some(chunk.split_to(size));
+                    continue;
+                }
                 let take = (size - cur.len()).min(chunk.len());
                 cur.extend_from_slice(&chunk.split_to(take));
                 if cur.len() == size {

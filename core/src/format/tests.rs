@@ -50,7 +50,10 @@ async fn roundtrips_edge_sizes() {
     let more = text(1001, 2);
     roundtrip(more.clone(), vec![more], 1000, 2).await;
     let many = text(10_500, 3);
-    roundtrip(many.clone(), vec![many], 1000, 11).await;
+    roundtrip(many.clone(), vec![many.clone()], 1000, 11).await;
+    // Segment-sized chunks, as a COPY lane sends them: each becomes a segment as it came.
+    let exact: Vec<Vec<u8>> = many.chunks(1000).map(<[u8]>::to_vec).collect();
+    roundtrip(many, exact, 1000, 11).await;
 }
 
 #[tokio::test]
