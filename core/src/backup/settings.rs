@@ -37,7 +37,8 @@ pub struct BackupSettings {
     /// up to 60% bigger.
     #[arg(long, env = "CELLAR_GZIP_LEVEL", default_value_t = 3)]
     pub gzip_level: u32,
-    /// Tables larger than this many MiB are split into ctid ranges copied in parallel.
+    /// Tables larger than this many MiB are split into ctid ranges copied in parallel, each at
+    /// most this size (smaller, down to 16 MiB, so that every connection gets at least four).
     #[arg(long, env = "CELLAR_SPLIT_TABLE_MIB", default_value_t = 64)]
     pub split_table_mib: u64,
     /// The application's files directory (uploads), archived when a backup asks for files.
