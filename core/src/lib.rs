@@ -4,6 +4,7 @@
 //! - [`auth`]: API tokens (stored hashed) and roles.
 //! - [`audit`]: the audit trail of API mutations, secrets scrubbed.
 //! - [`backup`]: taking and verifying backups: orchestration over dump, format and storage.
+//! - `bufpool`: COPY buffers recycled from compressed segments back to the lanes.
 //! - [`config`]: configuration from the environment, shared by the binaries (clap groups).
 //! - [`db`]: connecting to the catalog database (creating it when missing) and migrating it.
 //! - [`queue`]: the Postgres job queue (enqueue, claim, heartbeat, fenced writes, rescue).
@@ -23,6 +24,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub(crate) mod bufpool;
 pub mod config;
 pub mod db;
 pub mod dump;

@@ -43,8 +43,10 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-/// How much is read from the socket at a time.
+/// How much is read from the socket at a time, at most.
 const READ_BYTES: usize = 256 * 1024;
+/// The least room a read is given; less, and the unconsumed bytes move to the front first.
+const MIN_READ: usize = 64 * 1024;
 /// How long a polled COPY read waits when the socket had nothing (see the module docs).
 const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 /// Messages other than CopyData are small; a bigger one means a broken stream.
@@ -123,17 +125,13 @@ enum Socket {
 }
 
 impl Socket {
-    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    /// Reads into `buf` (initialised memory: see [`ReadBuf`]).
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Self::Tcp(s) => s.read_buf(buf).await,
-            Self::Unix(s) => s.read_buf(buf).await,
+            Self::Tcp(s) => s.read(buf).await,
+            Self::Unix(s) => s.read(buf).await,
             Self::Polled(s) => loop {
-                // std reads want initialised memory: zeroing 256 KiB is a few microseconds.
-                let start = buf.len();
-                buf.resize(start + READ_BYTES, 0);
-                let read = io::Read::read(s, &mut buf[start..]);
-                buf.truncate(start + *read.as_ref().unwrap_or(&0));
-                match read {
+                match io::Read::read(s, buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         tokio::time::sleep(POLL_EVERY).await
                     }
@@ -188,6 +186,72 @@ struct Message {
     body: BytesMut,
 }
 
+/// Bytes read from the socket and not consumed yet: `data[start..end]`. The vector stays
+/// initialised once grown, so reads go straight into it without zeroing first (std's `read`
+/// takes only initialised memory; zeroing 256 KiB before every read was 2.4% of a pgbench
+/// backup's CPU). Consumed bytes are dropped by moving `start`; the few unconsumed bytes move to
+/// the front only when the room behind them runs short.
+struct ReadBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    fn new() -> Self {
+        Self {
+            data: Vec::new(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        assert!(n <= self.len(), "advance past the buffered bytes");
+        self.start += n;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+    }
+
+    /// The next `n` buffered bytes as their own buffer (control messages; COPY data is copied
+    /// from the slice directly).
+    fn split_to(&mut self, n: usize) -> BytesMut {
+        let out = BytesMut::from(&self[..n]);
+        self.advance(n);
+        out
+    }
+
+    /// Free space after the buffered bytes, at least [`MIN_READ`] (and all of it up to
+    /// [`READ_BYTES`] once the buffer has grown there).
+    fn spare(&mut self) -> &mut [u8] {
+        if self.data.len() - self.end < MIN_READ {
+            self.data.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+            let want = (self.end + MIN_READ).max(READ_BYTES);
+            if self.data.len() < want {
+                self.data.resize(want, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+
+    /// Reads from `socket` into the spare room; returns the bytes read (0: closed).
+    async fn fill(&mut self, socket: &mut Socket) -> io::Result<usize> {
+        let n = socket.read(self.spare()).await?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+impl std::ops::Deref for ReadBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+}
+
 /// Where a COPY stands between calls to [`WireConn::copy_out_next`].
 #[derive(Default)]
 struct CopyState {
@@ -200,8 +264,11 @@ struct CopyState {
 /// A logged-in connection speaking the simple query protocol.
 pub struct WireConn {
     socket: Socket,
-    rbuf: BytesMut,
+    rbuf: ReadBuf,
     copy: Option<CopyState>,
+    /// CopyData messages of the current (or last) COPY: its rows, as the server sends exactly
+    /// one message per row of `COPY TO` ("always one per row", protocol docs).
+    copy_rows: u64,
 }
 
 impl WireConn {
@@ -226,8 +293,9 @@ impl WireConn {
         };
         let mut conn = Self {
             socket,
-            rbuf: BytesMut::with_capacity(READ_BYTES),
+            rbuf: ReadBuf::new(),
             copy: None,
+            copy_rows: 0,
         };
         conn.startup(&options, password.as_deref(), application)
             .await?;
@@ -383,6 +451,7 @@ impl WireConn {
                 b'H' if error.is_none() => {
                     self.socket.polled()?;
                     self.copy = Some(CopyState::default());
+                    self.copy_rows = 0;
                     return Ok(());
                 }
                 b'E' => error = error.or(Some(parse_error(&msg.body))),
@@ -396,6 +465,13 @@ impl WireConn {
                 other => return Err(unexpected(&format!("message {:?}", other as char))),
             }
         }
+    }
+
+    /// Rows of the current COPY received so far (or of the last one, once finished): its
+    /// CopyData messages, since the server sends one per row. Counting them costs nothing,
+    /// where counting newlines in the text took 3% of a pgbench backup's CPU.
+    pub fn copy_rows(&self) -> u64 {
+        self.copy_rows
     }
 
     /// Appends COPY data to `out` until it holds `limit` bytes (returns true: call again; a row
@@ -441,6 +517,7 @@ impl WireConn {
                     }
                     let take = (len - 4).min(limit - out.len());
                     out.extend_from_slice(&buf[pos + 5..pos + 5 + take]);
+                    self.copy_rows += 1;
                     state.pending = len - 4 - take;
                     pos += 5 + take;
                     if state.pending > 0 {
@@ -464,6 +541,7 @@ impl WireConn {
                 }
                 if tag == b'd' {
                     self.rbuf.advance(5);
+                    self.copy_rows += 1;
                     let payload = len - 4;
                     let n = payload.min(self.rbuf.len()).min(room(out, &state));
                     out.extend_from_slice(&self.rbuf[..n]);
@@ -503,8 +581,7 @@ impl WireConn {
                 self.copy = Some(state);
                 return Ok(true);
             }
-            self.rbuf.reserve(READ_BYTES);
-            match self.socket.read_buf(&mut self.rbuf).await {
+            match self.rbuf.fill(&mut self.socket).await {
                 Ok(0) | Err(_) if state.error.is_some() => {
                     // A FATAL error (a terminated backend) closes the socket after the message.
                     return Err(WireError::Server(Box::new(
@@ -551,8 +628,7 @@ impl WireConn {
                     return Ok(Message { tag, body });
                 }
             }
-            self.rbuf.reserve(READ_BYTES);
-            if self.socket.read_buf(&mut self.rbuf).await? == 0 {
+            if self.rbuf.fill(&mut self.socket).await? == 0 {
                 return Err(closed());
             }
         }

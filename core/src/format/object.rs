@@ -154,6 +154,7 @@ impl Encoder {
             .push_back(tokio::task::spawn_blocking(move || {
                 let frame = encode_segment(&cipher, index, last, &plain, level);
                 drop(permit);
+                crate::bufpool::give(plain);
                 frame
             }));
         Ok(())

@@ -221,6 +221,7 @@ async fn copy_streams_rows_whole_and_reports_server_errors() {
     }
     all.extend_from_slice(&out);
     assert!(calls > 1000, "{calls} buffers");
+    assert_eq!(conn.copy_rows(), 20000, "one CopyData message per row");
     let expected = std::process::Command::new("psql")
         .args(["-X", "-q", "-d", &db.url, "-c", "COPY t TO STDOUT"])
         .output()
@@ -244,6 +245,26 @@ async fn copy_streams_rows_whole_and_reports_server_errors() {
         .await
         .unwrap();
     assert_eq!(again, b"1\n");
+    assert_eq!(conn.copy_rows(), 1, "counted per COPY");
+
+    // Rows longer than a socket read (256 KiB) straddle many reads and buffers.
+    let big = copy_all(
+        &mut conn,
+        "COPY (SELECT g, repeat('x', 700000) FROM generate_series(1, 3) g) TO STDOUT",
+    )
+    .await
+    .unwrap();
+    assert_eq!(big.len(), 3 * (2 + 700_000 + 1));
+    assert_eq!(conn.copy_rows(), 3);
+    assert!(big.starts_with(b"1\txxx") && big.ends_with(b"xxx\n"));
+    // A control message longer than a socket read is gathered whole (the read buffer grows).
+    let err = conn
+        .simple_query("DO $$BEGIN RAISE EXCEPTION '%', repeat('y', 300000); END$$")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("P0001"), "{}", &err.to_string()[..80]);
+    assert!(err.to_string().contains(&"y".repeat(300000)));
+    conn.simple_query("SELECT 1").await.unwrap();
 
     // An error part-way (division by zero at row 5000) after rows were sent.
     let err = copy_all(
