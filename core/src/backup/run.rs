@@ -12,6 +12,8 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -19,13 +21,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
+use futures::future::{MaybeDone, maybe_done};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{self, BackupRow, Completed};
 use super::{BackupEnv, BackupError, BackupId, Progress, ProgressReport};
-use crate::dump::{CopyProgress, CopyTask, DataConn, Snapshot, TableInfo, TableName, plan_copy};
+use crate::dump::{
+    CopyProgress, CopyStats, CopyTask, DataConn, Snapshot, TableInfo, TableName, plan_copy,
+};
 use crate::format::manifest::{ManifestSource, ObjectKind, TableRef};
 use crate::format::{
     DataKey, KeyEnvelope, Manifest, ManifestObject, ManifestTable, ObjectHeader, write_manifest,
@@ -62,6 +67,7 @@ pub async fn take(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<Completed, BackupError> {
+    tracing::trace!("backup starting");
     let row = catalog::get(&env.pool, id)
         .await?
         .ok_or_else(|| BackupError::Permanent(format!("backup {id} is not in the catalog")))?;
@@ -162,24 +168,20 @@ async fn dump(
         .clone();
     let url = source.url.expose();
     let mut snap = Snapshot::open(url).await?;
-    // `pg_dump --version` (a process, and on Debian a Perl wrapper: 40-70 ms) runs while the
-    // catalog is read, not before.
+    // `pg_dump --version` (a process, and on Debian a Perl wrapper: 40-70 ms) gates only the
+    // schema dump: it runs beside the catalog reads and the first COPYs (waiting for it held
+    // the data back ~25 ms). A pg_dump older than the server still fails the backup, with its
+    // clear error, before pg_dump is started.
     let compatible = env.pg_dump.check_compatible(snap.server_version_num());
-    let listing = async {
-        let selection = match &row.requested_tables {
-            Some(names) => {
-                let parsed: Result<Vec<TableName>, _> =
-                    names.iter().map(|n| TableName::parse(n)).collect();
-                Some(snap.resolve_selection(&parsed?).await?)
-            }
-            None => None,
-        };
-        let tables = snap.list_tables(selection.as_ref()).await?;
-        Ok::<_, BackupError>((selection, tables))
+    let selection = match &row.requested_tables {
+        Some(names) => {
+            let parsed: Result<Vec<TableName>, _> =
+                names.iter().map(|n| TableName::parse(n)).collect();
+            Some(snap.resolve_selection(&parsed?).await?)
+        }
+        None => None,
     };
-    let (compatible, listing) = tokio::join!(compatible, listing);
-    compatible?;
-    let (selection, tables) = listing?;
+    let tables = snap.list_tables(selection.as_ref()).await?;
     let tasks = plan_copy(&tables, env.chunk_bytes, env.jobs);
     let meter = Meter {
         sink: progress,
@@ -210,53 +212,61 @@ async fn dump(
             server_version: snap.server_version().to_string(),
         },
     );
-    manifest.snapshot_id = Some(snap.id().to_string());
+    let snap_id = snap.id().to_string();
+    manifest.snapshot_id = Some(snap_id.clone());
 
     // The schema dump (pg_dump's catalog queries take a while) runs alongside the data copy.
     meter.phase("data");
     let (tx, rx) = mpsc::channel(4);
     let schema = async {
-        let dump = env
-            .pg_dump
-            .dump_schema(url, snap.id(), selection.as_ref(), tx);
+        let dump = async {
+            compatible.await?;
+            env.pg_dump
+                .dump_schema(url, &snap_id, selection.as_ref(), tx)
+                .await
+        };
         let (dumped, stored) = tokio::join!(dump, store(env, &id, &data_key, SCHEMA_OBJECT, rx));
         dumped?;
         stored
     };
-    let data = copy_all(env, &id, &data_key, url, snap.id(), tasks, &meter);
-    let (schema, data) = tokio::join!(schema, data);
+    let data = copy_all(env, &id, &data_key, url, &snap_id, tasks, &meter);
+    // What `--schema-only` omits is read on the snapshot's own connection, idle meanwhile.
+    let extras = async {
+        let sequences = snap.sequences().await?;
+        let matviews = snap.populated_matviews().await?;
+        let large_objects = snap.large_object_count().await?;
+        let seq_json = json!({
+            "sequences": sequences.iter().map(|s| json!({
+                "schema": s.name.schema(), "name": s.name.name(),
+                "last_value": s.last_value, "is_called": s.is_called,
+                "owned_by": s.owned_by.as_ref().map(|t| json!({"schema": t.schema(), "name": t.name()})),
+            })).collect::<Vec<_>>(),
+            "populated_matviews": matviews.iter().map(|m| json!({"schema": m.schema(), "name": m.name()})).collect::<Vec<_>>(),
+        });
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(Bytes::from(seq_json.to_string())).await.ok();
+        drop(tx);
+        let stored = store(env, &id, &data_key, SEQUENCES_OBJECT, rx).await?;
+        Ok::<_, BackupError>((stored, large_objects))
+    };
+    // The first failure (pg_dump too old, a COPY refused) ends the others at once: their
+    // futures are dropped, which removes their partial objects.
+    let (schema, results, (sequences, large_objects)) = tokio::try_join!(schema, data, extras)?;
     manifest.objects.push(object(
         &id,
         SCHEMA_OBJECT,
         ObjectKind::Schema,
         None,
         None,
-        schema?,
+        schema,
     ));
-    let results = data?;
-
-    let sequences = snap.sequences().await?;
-    let matviews = snap.populated_matviews().await?;
-    let large_objects = snap.large_object_count().await?;
-    let seq_json = json!({
-        "sequences": sequences.iter().map(|s| json!({
-            "schema": s.name.schema(), "name": s.name.name(),
-            "last_value": s.last_value, "is_called": s.is_called,
-            "owned_by": s.owned_by.as_ref().map(|t| json!({"schema": t.schema(), "name": t.name()})),
-        })).collect::<Vec<_>>(),
-        "populated_matviews": matviews.iter().map(|m| json!({"schema": m.schema(), "name": m.name()})).collect::<Vec<_>>(),
-    });
-    let (tx, rx) = mpsc::channel(1);
-    tx.send(Bytes::from(seq_json.to_string())).await.ok();
-    drop(tx);
-    let d = store(env, &id, &data_key, SEQUENCES_OBJECT, rx).await?;
     manifest.objects.push(object(
         &id,
         SEQUENCES_OBJECT,
         ObjectKind::Sequences,
         None,
         None,
-        d,
+        sequences,
     ));
     snap.close().await?;
 
@@ -352,6 +362,11 @@ fn object(
 }
 
 /// Runs the COPY tasks on `env.jobs` connections, each task into its own object.
+///
+/// A lane starts its next COPY as soon as the previous one's rows are all received; that
+/// object's last segments are compressed and its file synced and renamed meanwhile (waiting for
+/// them idled the lane's server backend 3-11 ms per task). So a lane has at most two objects
+/// open: the one its COPY feeds and the one finishing.
 async fn copy_all(
     env: &BackupEnv,
     id: &BackupId,
@@ -366,26 +381,52 @@ async fn copy_all(
     let lane = || async {
         let mut conn = DataConn::connect(url, snapshot).await?;
         let mut done = Vec::new();
+        // The previous task's object, still being finished, with what its COPY reported.
+        let mut finishing = None;
         loop {
             let Some(task) = queue.lock().expect("queue").pop_front() else {
                 break;
             };
             let no = FIRST_DATA_OBJECT + task.index as u32;
             let (tx, rx) = mpsc::channel(4);
-            let (copied, stored) =
-                tokio::join!(conn.copy(&task, tx, meter), store(env, id, key, no, rx));
-            let digest = stored?;
-            let stats = copied?;
-            meter.tasks_done.fetch_add(1, Ordering::Relaxed);
-            let obj = object(
-                id,
-                no,
-                ObjectKind::TableData,
-                Some(&task.table),
-                Some(stats.rows),
-                digest,
-            );
-            done.push(TaskResult { task, object: obj });
+            let mut stored = Box::pin(maybe_done(store(env, id, key, no, rx)));
+            let mut stored_ready = false;
+            let prev = finishing.take();
+            let (stats, previous) = {
+                let copy = async { Ok::<_, BackupError>(conn.copy(&task, tx, meter).await?) };
+                let previous = async {
+                    match prev {
+                        Some((task, no, stats, stored)) => {
+                            Ok(Some(finish(meter, id, task, no, stats, stored).await?))
+                        }
+                        None => Ok(None),
+                    }
+                };
+                let both = futures::future::try_join(copy, previous);
+                tokio::pin!(both);
+                // This object's encoder runs beside its COPY (which waits on it when the
+                // channel is full) until the COPY ends; the rest of it runs beside the next COPY.
+                // The encoder is polled first: when it fails, the COPY fails too (its channel
+                // closed), and the encoder's error is the one that says why.
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = stored.as_mut(), if !stored_ready => {
+                            stored_ready = true;
+                            if let Some(Err(_)) = stored.as_mut().output_mut() {
+                                let e = stored.as_mut().take_output().expect("checked");
+                                return Err(e.expect_err("checked"));
+                            }
+                        }
+                        r = &mut both => break r?,
+                    }
+                }
+            };
+            done.extend(previous);
+            finishing = Some((task, no, stats, stored));
+        }
+        if let Some((task, no, stats, stored)) = finishing {
+            done.push(finish(meter, id, task, no, stats, stored).await?);
         }
         Ok::<_, BackupError>(done)
     };
@@ -398,6 +439,32 @@ async fn copy_all(
     }
     all.sort_by_key(|r| r.task.index);
     Ok(all)
+}
+
+/// Waits for a task's object to be finished and describes it for the manifest.
+async fn finish<F>(
+    meter: &Meter<'_>,
+    id: &BackupId,
+    task: CopyTask,
+    no: u32,
+    stats: CopyStats,
+    mut stored: Pin<Box<MaybeDone<F>>>,
+) -> Result<TaskResult, BackupError>
+where
+    F: Future<Output = Result<crate::format::ObjectDigest, BackupError>>,
+{
+    stored.as_mut().await;
+    let digest = stored.as_mut().take_output().expect("finished")?;
+    meter.tasks_done.fetch_add(1, Ordering::Relaxed);
+    let object = object(
+        id,
+        no,
+        ObjectKind::TableData,
+        Some(&task.table),
+        Some(stats.rows),
+        digest,
+    );
+    Ok(TaskResult { task, object })
 }
 
 /// One entry per table, its objects in part order.
