@@ -39,6 +39,9 @@ pub struct BackupSettings {
     pub gzip_level: u32,
     /// Tables larger than this many MiB are split into ctid ranges copied in parallel, each at
     /// most this size (smaller, down to 16 MiB, so that every connection gets at least four).
+    /// A split table is read through all of shared_buffers (PostgreSQL gives TID range scans no
+    /// bulk-read ring), evicting the application's cached pages; above the largest table, every
+    /// table is one plain COPY that leaves the cache alone, at the cost of parallelism.
     #[arg(long, env = "CELLAR_SPLIT_TABLE_MIB", default_value_t = 64)]
     pub split_table_mib: u64,
     /// The application's files directory (uploads), archived when a backup asks for files.
