@@ -226,8 +226,12 @@ impl ReadBuf {
     /// [`READ_BYTES`] once the buffer has grown there).
     fn spare(&mut self) -> &mut [u8] {
         if self.data.len() - self.end < MIN_READ {
-            self.data.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
+            // Nothing to move when the bytes already start at the front (a long control
+            // message still arriving: the buffer only grows).
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            }
             let want = (self.end + MIN_READ).max(READ_BYTES);
             if self.data.len() < want {
                 self.data.resize(want, 0);
