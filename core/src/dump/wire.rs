@@ -8,12 +8,21 @@
 //! reads the socket 256 KiB at a time and copies each message's payload into the output buffer:
 //! a header check and a `memcpy` per row.
 //!
-//! During a COPY's data a TCP socket is also taken off the reactor and read when due (every
-//! millisecond, or at once while data keeps coming) instead of at every packet's wake-up. The
-//! server sends its output 8 KiB at a time, so event-driven reading woke the process about 50,000
-//! times for pgbench's 488 MB (more time switching than copying); polled, about 3,600, and the
-//! backup took 1.18-1.33 s instead of 1.44-1.69 s (docs/BENCHMARKS.md, session 6). At 1 ms and
-//! ~170 MB/s per connection the kernel's socket buffer holds what arrives between reads.
+//! During a COPY's data the socket is also taken off the reactor and read when due, or at once
+//! while data keeps coming, instead of at every packet's wake-up. The server sends its output
+//! 8 KiB at a time, so event-driven reading woke the process about 50,000 times for pgbench's
+//! 488 MB (more time switching than copying); polled, about 3,600, and the backup took
+//! 1.18-1.33 s instead of 1.44-1.69 s (docs/BENCHMARKS.md, session 6).
+//!
+//! How often is due depends on what the socket holds between reads. TCP autotunes its receive
+//! buffer (`ss -tmi` showed ~2.9 MB during a pgbench COPY), so a read every millisecond (tokio's
+//! timer) loses nothing. A Unix socket holds only what the server's send buffer allows
+//! (`net.core.wmem_default`, ~200 KiB), which a server writing 250 MB/s fills in under a
+//! millisecond: read every millisecond, the server stalled on a full socket (pgbench, one lane,
+//! a core to spare: 5.8 s against 4.0-4.7 s event-driven). So Unix sockets are read every
+//! [`FINE_TICK`] (0.5 ms), from one thread that wakes the waiting readers (`fine_tick`). Measured
+//! in session 8 against event-driven reading: one lane 3.2-3.8 s against 3.6-4.4 s, two lanes
+//! 0.82-0.93x of `pg_dump` over the same socket against 0.95-1.2x, our CPU 2.4-2.8 s -> 1.5-1.8 s.
 //!
 //! Everything else (catalog queries, the snapshot connection, restores) stays on sqlx. The login
 //! speaks what sqlx does, from the same options: the URL is parsed by sqlx (so `PG*` variables,
@@ -49,6 +58,8 @@ const READ_BYTES: usize = 256 * 1024;
 const MIN_READ: usize = 64 * 1024;
 /// How long a polled COPY read waits when the socket had nothing (see the module docs).
 const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+/// The same for a Unix socket, whose server side holds only ~200 KiB (module docs).
+const FINE_TICK: std::time::Duration = std::time::Duration::from_micros(500);
 /// Messages other than CopyData are small; a bigger one means a broken stream.
 const MAX_CONTROL_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -117,11 +128,41 @@ impl fmt::Display for ServerError {
 enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
-    /// A TCP socket off the reactor while a COPY's data streams in: read when due, not woken
-    /// at every packet (module docs). Back to `Tcp` before anything else is sent or received.
-    Polled(std::net::TcpStream),
-    /// Only while switching between `Tcp` and `Polled` (or after a switch failed).
+    /// Off the reactor while a COPY's data streams in: read when due, not woken at every
+    /// packet (module docs). Back on it before anything else is sent or received.
+    Polled(StdSocket),
+    /// Only while switching between the reactor and `Polled` (or after a switch failed).
     Gone,
+}
+
+/// A non-blocking socket the reactor does not watch.
+enum StdSocket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl StdSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => io::Read::read(s, buf),
+            Self::Unix(s) => io::Read::read(s, buf),
+        }
+    }
+
+    fn write(&self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => io::Write::write(&mut &*s, data),
+            Self::Unix(s) => io::Write::write(&mut &*s, data),
+        }
+    }
+
+    /// Waits until the next read is due.
+    async fn wait(&self) {
+        match self {
+            Self::Tcp(_) => tokio::time::sleep(POLL_EVERY).await,
+            Self::Unix(_) => fine_tick::next().await,
+        }
+    }
 }
 
 impl Socket {
@@ -131,10 +172,8 @@ impl Socket {
             Self::Tcp(s) => s.read(buf).await,
             Self::Unix(s) => s.read(buf).await,
             Self::Polled(s) => loop {
-                match io::Read::read(s, buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        tokio::time::sleep(POLL_EVERY).await
-                    }
+                match s.read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.wait().await,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     r => return r,
                 }
@@ -152,13 +191,13 @@ impl Socket {
         }
     }
 
-    /// Takes a TCP socket off the reactor for a COPY's data (a Unix socket stays as it is).
+    /// Takes the socket off the reactor for a COPY's data.
     fn polled(&mut self) -> io::Result<()> {
-        if let Self::Tcp(_) = self
-            && let Self::Tcp(s) = std::mem::replace(self, Self::Gone)
-        {
-            *self = Self::Polled(s.into_std()?);
-        }
+        *self = match std::mem::replace(self, Self::Gone) {
+            Self::Tcp(s) => Self::Polled(StdSocket::Tcp(s.into_std()?)),
+            Self::Unix(s) => Self::Polled(StdSocket::Unix(s.into_std()?)),
+            other => other,
+        };
         Ok(())
     }
 
@@ -167,9 +206,105 @@ impl Socket {
         if let Self::Polled(_) = self
             && let Self::Polled(s) = std::mem::replace(self, Self::Gone)
         {
-            *self = Self::Tcp(TcpStream::from_std(s)?);
+            *self = match s {
+                StdSocket::Tcp(s) => Self::Tcp(TcpStream::from_std(s)?),
+                StdSocket::Unix(s) => Self::Unix(UnixStream::from_std(s)?),
+            };
         }
         Ok(())
+    }
+}
+
+/// Sub-millisecond waits for polled Unix sockets, which tokio's millisecond timers cannot give
+/// (module docs): one thread, asleep on a condvar while nobody waits, otherwise counting a tick
+/// and waking every waiter each [`FINE_TICK`].
+mod fine_tick {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+    use std::task::{Context, Poll, Waker};
+
+    use super::FINE_TICK;
+
+    struct Ticker {
+        waiting: Mutex<Vec<Waker>>,
+        someone: Condvar,
+        ticks: AtomicU64,
+    }
+
+    impl Ticker {
+        fn waiting(&self) -> MutexGuard<'_, Vec<Waker>> {
+            self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        fn run(&self) {
+            loop {
+                let mut waiting = self.waiting();
+                while waiting.is_empty() {
+                    waiting = self
+                        .someone
+                        .wait(waiting)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                drop(waiting);
+                std::thread::sleep(FINE_TICK);
+                self.ticks.fetch_add(1, Ordering::AcqRel);
+                let due = std::mem::take(&mut *self.waiting());
+                due.into_iter().for_each(Waker::wake);
+            }
+        }
+
+        fn wait_for_tick(&self, waker: &Waker) {
+            let mut waiting = self.waiting();
+            let idle = waiting.is_empty();
+            waiting.push(waker.clone());
+            drop(waiting);
+            // The thread waits on the condvar only while nobody is waiting.
+            if idle {
+                self.someone.notify_one();
+            }
+        }
+    }
+
+    fn ticker() -> &'static Ticker {
+        static TICKER: OnceLock<Ticker> = OnceLock::new();
+        let mut started = false;
+        let t = TICKER.get_or_init(|| {
+            started = true;
+            Ticker {
+                waiting: Mutex::new(Vec::new()),
+                someone: Condvar::new(),
+                ticks: AtomicU64::new(0),
+            }
+        });
+        if started {
+            std::thread::Builder::new()
+                .name("cellar-fine-tick".into())
+                .spawn(|| t.run())
+                .expect("spawning the fine-tick thread");
+        }
+        t
+    }
+
+    /// Resolves at the next tick (not at a poll for another reason).
+    pub(super) fn next() -> impl Future<Output = ()> {
+        struct Next(Option<u64>);
+        impl Future for Next {
+            type Output = ();
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+                let t = ticker();
+                let now = t.ticks.load(Ordering::Acquire);
+                match self.0 {
+                    Some(start) if now != start => return Poll::Ready(()),
+                    Some(_) => {}
+                    None => self.0 = Some(now),
+                }
+                t.wait_for_tick(cx.waker());
+                Poll::Pending
+            }
+        }
+        Next(None)
     }
 }
 
@@ -647,7 +782,7 @@ impl Drop for WireConn {
         let _ = match &self.socket {
             Socket::Tcp(s) => s.try_write(&TERMINATE),
             Socket::Unix(s) => s.try_write(&TERMINATE),
-            Socket::Polled(s) => io::Write::write(&mut &*s, &TERMINATE),
+            Socket::Polled(s) => s.write(&TERMINATE),
             Socket::Gone => Ok(0),
         };
     }

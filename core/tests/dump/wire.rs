@@ -211,7 +211,66 @@ async fn copy_streams_rows_whole_and_reports_server_errors() {
          E'tab\\there\\nnewline' AS esc FROM generate_series(1, 20000) g",
     )
     .await;
+    copy_checks(&db, &db.url).await;
+}
+
+/// The same over the server's Unix socket, which a polled COPY reads on its own finer clock.
+#[tokio::test]
+async fn copy_over_the_unix_socket_streams_the_same() {
+    let db = TestDb::create();
+    db.exec(
+        "CREATE TABLE t AS SELECT g AS id, repeat(chr(65 + g % 26), g % 3000) AS pad, \
+         E'tab\\there\\nnewline' AS esc FROM generate_series(1, 20000) g",
+    )
+    .await;
+    let Some(url) = unix_socket_url(&db).await else {
+        return;
+    };
+    copy_checks(&db, &url).await;
+    // A table big enough that the server outruns a socket holding ~200 KiB.
+    db.exec(
+        "CREATE TABLE big AS SELECT g, repeat('z', 200) AS pad FROM generate_series(1, 300000) g",
+    )
+    .await;
+    let mut conn = WireConn::connect(&url, "cellar test").await.unwrap();
+    let all = copy_all(&mut conn, "COPY big TO STDOUT").await.unwrap();
+    assert_eq!(conn.copy_rows(), 300_000);
+    let digits: usize = (1..=300_000u32).map(|g| g.to_string().len()).sum();
+    assert_eq!(all.len(), digits + 300_000 * (1 + 200 + 1));
+}
+
+/// `db`'s URL through the server's Unix socket, when the server has one on this machine.
+async fn unix_socket_url(db: &TestDb) -> Option<String> {
     let mut conn = WireConn::connect(&db.url, "cellar test").await.unwrap();
+    let dirs = copy_all(
+        &mut conn,
+        "COPY (SELECT current_setting('unix_socket_directories') || ' ' || \
+         current_setting('port')) TO STDOUT",
+    )
+    .await
+    .unwrap();
+    let line = String::from_utf8(dirs).unwrap();
+    let (dirs, port) = line.trim().rsplit_once(' ').unwrap();
+    let dir = dirs.split(',').map(str::trim).find(|d| {
+        std::path::Path::new(d)
+            .join(format!(".s.PGSQL.{port}"))
+            .exists()
+    });
+    let Some(dir) = dir else {
+        eprintln!("SKIPPED: the server has no Unix socket on this machine ({dirs:?})");
+        return None;
+    };
+    let user = db.url.split("//").nth(1)?.split(['@', ':']).next()?;
+    Some(format!(
+        "postgres://{user}@localhost:{port}/{}?host={dir}",
+        db.name
+    ))
+}
+
+/// COPY streams from `url` (a connection to `db`) exactly what psql's COPY gives, errors as the
+/// server said them, and the connection stays usable after each.
+async fn copy_checks(db: &TestDb, url: &str) {
+    let mut conn = WireConn::connect(url, "cellar test").await.unwrap();
     // Small limits make rows straddle buffers and socket reads.
     conn.copy_out("COPY t TO STDOUT").await.unwrap();
     let (mut out, mut all, mut calls) = (BytesMut::new(), Vec::new(), 0);
@@ -277,9 +336,7 @@ async fn copy_streams_rows_whole_and_reports_server_errors() {
     conn.simple_query("SELECT 1").await.unwrap();
 
     // A backend terminated mid-COPY: the server's FATAL, not a bare end of file.
-    let mut victim = WireConn::connect(&db.url, "cellar wire victim")
-        .await
-        .unwrap();
+    let mut victim = WireConn::connect(url, "cellar wire victim").await.unwrap();
     victim
         .copy_out("COPY (SELECT g, pg_sleep(0.001) FROM generate_series(1, 100000) g) TO STDOUT")
         .await
