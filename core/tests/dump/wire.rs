@@ -203,26 +203,27 @@ async fn every_password_method_logs_in_and_wrong_passwords_are_refused() {
     assert!(err.to_string().contains("none is set"), "{err}");
 }
 
-#[tokio::test]
-async fn copy_streams_rows_whole_and_reports_server_errors() {
+/// A fresh database with table `t`: long rows, and escapes in every row.
+async fn db_with_rows() -> TestDb {
     let db = TestDb::create();
     db.exec(
         "CREATE TABLE t AS SELECT g AS id, repeat(chr(65 + g % 26), g % 3000) AS pad, \
          E'tab\\there\\nnewline' AS esc FROM generate_series(1, 20000) g",
     )
     .await;
+    db
+}
+
+#[tokio::test]
+async fn copy_streams_rows_whole_and_reports_server_errors() {
+    let db = db_with_rows().await;
     copy_checks(&db, &db.url).await;
 }
 
 /// The same over the server's Unix socket, which a polled COPY reads on its own finer clock.
 #[tokio::test]
 async fn copy_over_the_unix_socket_streams_the_same() {
-    let db = TestDb::create();
-    db.exec(
-        "CREATE TABLE t AS SELECT g AS id, repeat(chr(65 + g % 26), g % 3000) AS pad, \
-         E'tab\\there\\nnewline' AS esc FROM generate_series(1, 20000) g",
-    )
-    .await;
+    let db = db_with_rows().await;
     let Some(url) = unix_socket_url(&db).await else {
         return;
     };
